@@ -1,0 +1,61 @@
+# The course's commands. A newcomer needs two: `make lab` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JOBS ?= auto
+D2L_VERSION := 1.0.3
+
+.PHONY: help setup lab test test-unit test-notebooks run outputs check-outputs doctor bench clean
+
+help:
+	@echo "make lab      set up .venv and open JupyterLab on notebooks/"
+	@echo "make test     set up .venv if needed and run the whole test suite (smoke mode)"
+	@echo "make run      execute every notebook into build/ (COURSE_SMOKE=1 for the quick mode)"
+	@echo "make outputs  re-generate the outputs nbval checks and strip all others"
+	@echo "make doctor   print versions, the chosen device and the data status"
+	@echo "make bench    run the benchmarks (results in benchmarks/results/)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --progress-bar off -e '.[test]'
+	# d2l is only the tests' reference implementation. Its exact pins (numpy==1.23.5, ...)
+	# do not install on current Python, so it comes without them; pandas, requests and
+	# scipy (what d2l.torch imports) come from the test extra above.
+	$(PY) -m pip install --progress-bar off --no-deps d2l==$(D2L_VERSION)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+test: $(STAMP)
+	COURSE_SMOKE=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env \
+		--cov=course_utils --cov-report=term $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-notebooks: $(STAMP)
+	COURSE_SMOKE=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env notebooks $(PYTEST_ARGS)
+
+run: $(STAMP)
+	$(PY) tools/run_notebooks.py $(NOTEBOOKS)
+
+outputs: $(STAMP)
+	COURSE_SMOKE=1 $(PY) tools/notebook_outputs.py refresh $(NOTEBOOKS)
+
+check-outputs: $(STAMP)
+	$(PY) tools/notebook_outputs.py check
+
+doctor: $(STAMP)
+	$(PY) -m course_utils doctor
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf build .coverage htmlcov

@@ -1,0 +1,49 @@
+"""``python -m course_utils doctor``: versions, the chosen device and the data status."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+
+
+def doctor() -> int:
+    import torch
+
+    from .datafiles import data_root, dataset_status
+    from .settings import device_report, smoke_mode
+
+    try:
+        import torchvision
+
+        tv = torchvision.__version__
+    except ImportError:  # pragma: no cover
+        tv = "not installed"
+    print(f"Python       {platform.python_version()} ({sys.executable})")
+    print(f"torch        {torch.__version__} (CUDA build: {torch.version.cuda or 'no'})")
+    print(f"torchvision  {tv}")
+    try:
+        device, why = device_report()
+        print(f"device       {device}  ({why})")
+    except ValueError as err:
+        print(f"device       ERROR: {err}")
+        return 1
+    print(f"smoke mode   {smoke_mode()}  (COURSE_SMOKE)")
+    root = data_root()
+    print(f"data root    {root}  (COURSE_DATA)")
+    bad = 0
+    for name, status in dataset_status(root).items():
+        print(f"  {name:<14} {status}")
+        bad += status != "verified"
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_utils")
+    parser.add_argument("command", choices=["doctor"], help="doctor: check this installation")
+    parser.parse_args(argv)
+    return doctor()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Fashion-MNIST from the original IDX files in ``data/fashion-mnist`` (no network needed).
+
+* :func:`load_fashion_mnist` → ``(images, labels)``: uint8 ``(N, 28, 28)`` and int64 ``(N,)``.
+* :func:`fashion_mnist_loaders` → train/test DataLoaders of float batches ``(B, 1, H, W)`` in
+  [0, 1], converted (and optionally resized and normalized) once per batch, not per image.
+* :class:`FashionMNISTDataset` → the classic per-example ``Dataset`` route, for teaching.
+
+Copy with ``datafiles.py`` (finding and verifying the files) and ``loaders.py``.
+
+>>> from course_utils.fashion_mnist import fashion_mnist_loaders, text_labels
+>>> train_iter, test_iter = fashion_mnist_loaders(256, n_train=512, n_test=256)
+>>> X, y = next(iter(train_iter))
+>>> X.shape, X.dtype, text_labels(y[:2].tolist()) is not None
+(torch.Size([256, 1, 28, 28]), torch.float32, True)
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .datafiles import DataFileError, ensure_file
+from .loaders import tensor_loader
+
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "text_labels",
+    "read_idx",
+    "load_fashion_mnist",
+    "ImageBatchTransform",
+    "fashion_mnist_loaders",
+    "FashionMNISTDataset",
+]
+
+FASHION_MNIST_CLASSES: tuple[str, ...] = (
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+)
+
+_IDX_DTYPES = {0x08: (torch.uint8, 1), 0x09: (torch.int8, 1), 0x0B: (torch.int16, 2),
+               0x0C: (torch.int32, 4), 0x0D: (torch.float32, 4), 0x0E: (torch.float64, 8)}
+
+
+def text_labels(labels: Iterable[int] | torch.Tensor) -> list[str]:
+    """Class names for numeric labels, e.g. ``text_labels([0, 9]) == ['t-shirt', 'ankle boot']``."""
+    if isinstance(labels, torch.Tensor):
+        labels = labels.reshape(-1).tolist()
+    names = []
+    for label in labels:
+        index = int(label)
+        if not 0 <= index < len(FASHION_MNIST_CLASSES):
+            raise ValueError(f"Fashion-MNIST labels are 0-9, got {label!r}")
+        names.append(FASHION_MNIST_CLASSES[index])
+    return names
+
+
+def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
+    """Parse an IDX file (optionally gzip-compressed) into a tensor.
+
+    Raises :class:`~course_utils.datafiles.DataFileError` naming the file when it is not
+    valid gzip, is truncated, or has a bad IDX header.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except FileNotFoundError as err:
+        raise DataFileError(f"IDX file {path} does not exist") from err
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataFileError(f"{path} is not a valid gzip file (corrupt or truncated): {err}") from err
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataFileError(f"{path} does not start with an IDX magic number")
+    dtype, itemsize = _IDX_DTYPES[raw[2]]
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataFileError(f"{path}: IDX header is truncated")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    count = 1
+    for d in dims:
+        count *= d
+    expected = header + count * itemsize
+    if len(raw) != expected:
+        raise DataFileError(
+            f"{path}: IDX header promises {dims} ({expected} bytes) but the file has "
+            f"{len(raw)} bytes (truncated or corrupt)"
+        )
+    data = torch.frombuffer(bytearray(raw[header:]), dtype=dtype)
+    if itemsize > 1:  # IDX is big-endian
+        data = data.view(torch.uint8).reshape(-1, itemsize).flip(1).reshape(-1).view(dtype)
+    return data.reshape(dims)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(images: str, labels: str, mtimes: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    X = read_idx(images)
+    y = read_idx(labels)
+    if X.dim() != 3 or y.dim() != 1 or X.shape[0] != y.shape[0]:
+        raise DataFileError(
+            f"{images} and {labels} do not fit together: images {tuple(X.shape)}, "
+            f"labels {tuple(y.shape)}"
+        )
+    if y.numel() and int(y.max()) >= len(FASHION_MNIST_CLASSES):
+        raise DataFileError(f"{labels} holds a label above 9")
+    return X, y.long()
+
+
+def load_fashion_mnist(
+    train: bool = True,
+    root: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (uint8, ``(N, 28, 28)``) and labels (int64, ``(N,)``) of one split.
+
+    Files are checksum-verified on every call (≈0.1 s); parsing is cached per process.
+    ``limit`` keeps the first ``limit`` examples (the files are in shuffled order).
+    """
+    prefix = "train" if train else "t10k"
+    images = ensure_file(f"fashion-mnist/{prefix}-images-idx3-ubyte.gz", root)
+    labels = ensure_file(f"fashion-mnist/{prefix}-labels-idx1-ubyte.gz", root)
+    X, y = _load_cached(str(images), str(labels), (images.stat().st_mtime, labels.stat().st_mtime))
+    if limit is not None:
+        if limit <= 0:
+            raise ValueError(f"limit must be positive, got {limit}")
+        X, y = X[:limit], y[:limit]
+    return X, y
+
+
+class ImageBatchTransform:
+    """Turn a uint8 batch ``(B, H, W)`` or ``(B, C, H, W)`` into float ``(B, C, h, w)``.
+
+    Scales to [0, 1], then optionally resizes (bilinear) and normalizes with ``mean``/``std``.
+    """
+
+    def __init__(
+        self,
+        resize: int | tuple[int, int] | None = None,
+        mean: Sequence[float] | float | None = None,
+        std: Sequence[float] | float | None = None,
+    ) -> None:
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        if resize is not None:
+            size = (resize, resize) if isinstance(resize, int) else tuple(resize)
+            if len(size) != 2 or min(size) <= 0:
+                raise ValueError(f"resize must be a positive int or (h, w), got {resize!r}")
+            self.size: tuple[int, int] | None = (int(size[0]), int(size[1]))
+        else:
+            self.size = None
+        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
+        self.std = None if std is None else torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
+        if self.std is not None and bool((self.std <= 0).any()):
+            raise ValueError("std must be positive")
+
+    def __call__(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        X, *rest = batch
+        if X.dim() == 3:
+            X = X.unsqueeze(1)
+        if X.dim() != 4:
+            raise ValueError(f"expected images of shape (B, H, W) or (B, C, H, W), got {tuple(X.shape)}")
+        X = X.float().div_(255.0) if X.dtype == torch.uint8 else X.float()
+        if self.size is not None and tuple(X.shape[-2:]) != self.size:
+            X = F.interpolate(X, size=self.size, mode="bilinear", align_corners=False)
+        if self.mean is not None and self.std is not None:
+            X = (X - self.mean) / self.std
+        return (X, *rest)
+
+
+def fashion_mnist_loaders(
+    batch_size: int,
+    *,
+    resize: int | tuple[int, int] | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    normalize: bool = False,
+    root: str | os.PathLike[str] | None = None,
+    generator: torch.Generator | None = None,
+    train_sampler: Sampler[int] | None = None,
+    num_workers: int | None = None,
+) -> tuple[DataLoader, DataLoader]:
+    """Train (shuffled) and test DataLoaders of Fashion-MNIST, batched by indexing.
+
+    ``n_train``/``n_test`` keep the first examples of each split (smoke mode uses this).
+    ``normalize`` standardizes with the training mean/std (0.2860, 0.3530).
+    """
+    X_train, y_train = load_fashion_mnist(True, root, n_train)
+    X_test, y_test = load_fashion_mnist(False, root, n_test)
+    transform = ImageBatchTransform(
+        resize, *(((0.2860,), (0.3530,)) if normalize else (None, None))
+    )
+    train = tensor_loader(
+        X_train, y_train, batch_size=batch_size, shuffle=True, transform=transform,
+        generator=generator, sampler=train_sampler, num_workers=num_workers,
+    )
+    test = tensor_loader(
+        X_test, y_test, batch_size=batch_size, shuffle=False, transform=transform,
+        num_workers=num_workers,
+    )
+    return train, test
+
+
+class FashionMNISTDataset(Dataset):
+    """Per-example Fashion-MNIST ``Dataset`` (the textbook route; slower than the loaders above).
+
+    Each item is ``(image, label)`` with a float image ``(1, 28, 28)`` in [0, 1], passed through
+    ``transform`` if given.
+    """
+
+    def __init__(
+        self,
+        train: bool = True,
+        root: str | os.PathLike[str] | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        limit: int | None = None,
+    ) -> None:
+        self.images, self.labels = load_fashion_mnist(train, root, limit)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.images[index].unsqueeze(0).float() / 255.0
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index])

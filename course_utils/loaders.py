@@ -1,0 +1,132 @@
+"""Fast minibatches from in-memory tensors, the standard PyTorch way.
+
+:func:`tensor_loader` returns a real :class:`torch.utils.data.DataLoader`, but instead of
+fetching one example at a time and collating (slow Python per example), it hands the dataset
+a whole list of indices per batch: ``TensorDataset.__getitem__`` then does a single indexing
+operation per tensor. A ``transform`` runs once per batch (e.g. uint8 → float, resize).
+
+Standard library and torch only, so this module can be copied alone.
+
+>>> import torch
+>>> from course_utils.loaders import load_array
+>>> X, y = torch.arange(10.0).reshape(5, 2), torch.arange(5)
+>>> [xb.shape[0] for xb, yb in load_array((X, y), batch_size=2, is_train=False)]
+[2, 2, 1]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    TensorDataset,
+)
+
+__all__ = ["tensor_loader", "load_array", "safe_num_workers", "synthetic_linear_data"]
+
+BatchTransform = Callable[[tuple[torch.Tensor, ...]], Any]
+
+
+def _as_tuple(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(batch)
+
+
+def safe_num_workers(requested: int | None = None) -> int:
+    """A worker count for DataLoader that cannot hurt.
+
+    ``0`` inside Jupyter/IPython and on Windows (worker processes there need picklable,
+    importable code and often hang or crash in notebooks); otherwise ``requested`` capped at the
+    number of CPU cores (``requested=None`` means 0: in-memory tensors rarely need workers).
+    """
+    if requested is not None and requested < 0:
+        raise ValueError(f"num_workers must be >= 0, got {requested}")
+    if "ipykernel" in sys.modules or sys.platform.startswith("win"):
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(requested or 0, cores or 1)
+
+
+def tensor_loader(
+    *tensors: torch.Tensor,
+    batch_size: int,
+    shuffle: bool = False,
+    drop_last: bool = False,
+    transform: BatchTransform | None = None,
+    generator: torch.Generator | None = None,
+    sampler: Sampler[int] | None = None,
+    num_workers: int | None = None,
+) -> DataLoader:
+    """A DataLoader that yields batches of ``tensors`` by indexing, one transform per batch.
+
+    ``sampler`` (e.g. a ``DistributedSampler``) replaces the default sequential/random order.
+    """
+    if not tensors:
+        raise ValueError("tensor_loader needs at least one tensor")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    n = tensors[0].shape[0] if tensors[0].dim() else 0
+    if n == 0:
+        raise ValueError("tensor_loader got an empty dataset (first dimension is 0)")
+    for i, t in enumerate(tensors):
+        if t.dim() == 0 or t.shape[0] != n:
+            raise ValueError(
+                f"all tensors need the same first dimension; tensor 0 has {n} rows, "
+                f"tensor {i} has shape {tuple(t.shape)}"
+            )
+    dataset = TensorDataset(*tensors)
+    if sampler is None:
+        sampler = (
+            RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        )
+    batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
+    return DataLoader(
+        dataset,
+        sampler=batches,
+        batch_size=None,
+        collate_fn=transform or _as_tuple,
+        num_workers=safe_num_workers(num_workers),
+    )
+
+
+def load_array(
+    data_arrays: Sequence[torch.Tensor],
+    batch_size: int,
+    is_train: bool = True,
+    generator: torch.Generator | None = None,
+) -> DataLoader:
+    """d2l's ``load_array``: minibatches of ``data_arrays``, shuffled when ``is_train``."""
+    return tensor_loader(*data_arrays, batch_size=batch_size, shuffle=is_train, generator=generator)
+
+
+def synthetic_linear_data(
+    w: torch.Tensor,
+    b: float,
+    num_examples: int,
+    noise: float = 0.01,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``X ~ N(0, 1)`` and ``y = X w + b + N(0, noise²)``; return ``(X, y)`` with y of shape (n, 1).
+
+    >>> X, y = synthetic_linear_data(torch.tensor([2.0, -3.4]), 4.2, 1000)
+    >>> X.shape, y.shape
+    (torch.Size([1000, 2]), torch.Size([1000, 1]))
+    """
+    w = torch.as_tensor(w, dtype=torch.float32)
+    if w.dim() != 1:
+        raise ValueError(f"w must be a 1-D tensor of weights, got shape {tuple(w.shape)}")
+    if num_examples <= 0:
+        raise ValueError(f"num_examples must be positive, got {num_examples}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    X = torch.randn(num_examples, len(w), generator=generator)
+    y = X @ w + b
+    y = y + noise * torch.randn(y.shape, generator=generator)
+    return X, y.reshape(-1, 1)

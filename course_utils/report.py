@@ -1,0 +1,69 @@
+"""Report a notebook's key results so that ``make run`` can collect them.
+
+A notebook ends with ``report_results({"test_acc": 0.84})``. It prints the results and, when
+``COURSE_RESULTS_FILE`` names a file (``make run`` sets it), appends one JSON line there.
+Standard library only.
+
+>>> from course_utils.report import report_results
+>>> report_results({"test_acc": 0.8421})
+results: test_acc=0.8421
+{'test_acc': 0.8421}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from numbers import Real
+from pathlib import Path
+from typing import Mapping
+
+__all__ = ["report_results", "read_results"]
+
+
+def _as_plain(value: object) -> float | int | str:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Real):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(f"result value {value!r} is not finite")
+        return int(value) if isinstance(value, int) else number
+    if hasattr(value, "item"):  # a 0-d tensor or numpy scalar
+        return _as_plain(value.item())  # type: ignore[union-attr]
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"result values must be numbers or strings, got {type(value).__name__}")
+
+
+def report_results(results: Mapping[str, object]) -> dict[str, float | int | str]:
+    """Print ``results`` on one line and append them to ``$COURSE_RESULTS_FILE`` if set."""
+    if not results:
+        raise ValueError("report_results needs at least one result")
+    plain = {str(key): _as_plain(value) for key, value in results.items()}
+    shown = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in plain.items()
+    )
+    print(f"results: {shown}")
+    target = os.environ.get("COURSE_RESULTS_FILE", "").strip()
+    if target:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(plain) + "\n")
+    return plain
+
+
+def read_results(path: str | os.PathLike[str]) -> dict[str, float | int | str]:
+    """Merge the JSON lines written by :func:`report_results` (later keys win)."""
+    merged: dict[str, float | int | str] = {}
+    file = Path(path)
+    if not file.exists():
+        return merged
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            merged.update(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{file}:{number} is not a JSON line: {err}") from err
+    return merged

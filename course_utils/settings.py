@@ -1,0 +1,132 @@
+"""Course-wide settings: smoke mode, device choice and seeding.
+
+Two environment variables steer every notebook (a third, ``COURSE_DATA``, lives in
+:mod:`course_utils.datafiles`):
+
+``COURSE_SMOKE=1``
+    Quick "smoke" mode for CI: notebooks run the same code on fewer examples and epochs.
+    Unset or ``0`` means the full lesson.
+``COURSE_DEVICE=cpu|cuda|cuda:N|mps``
+    Overrides the automatic choice (CUDA, then Apple MPS, then CPU).
+
+This module depends only on the standard library and torch, so it can be copied alone.
+
+>>> from course_utils.settings import choose, get_device
+>>> epochs = choose(full=10, smoke=1)
+>>> get_device().type in {"cpu", "cuda", "mps"}
+True
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import TypeVar
+
+import torch
+
+__all__ = [
+    "SMOKE",
+    "smoke_mode",
+    "choose",
+    "get_device",
+    "device_report",
+    "seed_everything",
+]
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def smoke_mode() -> bool:
+    """Return True when ``COURSE_SMOKE`` asks for the quick CI mode.
+
+    Raises ``ValueError`` for a value that is neither true-ish nor false-ish, so a typo such as
+    ``COURSE_SMOKE=ture`` is not silently read as "full mode".
+    """
+    raw = os.environ.get("COURSE_SMOKE", "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(f"COURSE_SMOKE={raw!r} is not understood; use 1 (smoke) or 0 (full lesson)")
+
+
+SMOKE: bool = smoke_mode()
+"""Smoke mode as read when this module was first imported (notebooks read it once, at the top)."""
+
+
+def choose(full: T, smoke: T) -> T:
+    """Return ``smoke`` in smoke mode and ``full`` otherwise (read from the environment now).
+
+    >>> import os; os.environ["COURSE_SMOKE"] = "1"; choose(full=10, smoke=2)
+    2
+    >>> os.environ["COURSE_SMOKE"] = "0"; choose(full=10, smoke=2)
+    10
+    """
+    return smoke if smoke_mode() else full
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def device_report() -> tuple[torch.device, str]:
+    """Pick the device and say why: ``COURSE_DEVICE`` if set, else CUDA, then MPS, then CPU.
+
+    Raises ``ValueError`` if ``COURSE_DEVICE`` names a device that is malformed or not
+    available here (rather than silently training somewhere else).
+    """
+    requested = os.environ.get("COURSE_DEVICE", "").strip()
+    if requested:
+        try:
+            device = torch.device(requested)
+        except RuntimeError as err:
+            raise ValueError(
+                f"COURSE_DEVICE={requested!r} is not a device name; use cpu, cuda, cuda:N or mps"
+            ) from err
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError(f"COURSE_DEVICE={requested!r} but CUDA is not available here")
+            index = device.index or 0
+            if index >= torch.cuda.device_count():
+                raise ValueError(
+                    f"COURSE_DEVICE={requested!r} but only {torch.cuda.device_count()} "
+                    "CUDA device(s) exist"
+                )
+        elif device.type == "mps" and not _mps_available():
+            raise ValueError(f"COURSE_DEVICE={requested!r} but Apple MPS is not available here")
+        elif device.type not in {"cpu", "cuda", "mps"}:
+            raise ValueError(f"COURSE_DEVICE={requested!r}: only cpu, cuda, cuda:N, mps supported")
+        return device, f"COURSE_DEVICE={requested}"
+    if torch.cuda.is_available():
+        return torch.device("cuda"), f"CUDA is available ({torch.cuda.get_device_name(0)})"
+    if _mps_available():
+        return torch.device("mps"), "Apple MPS is available"
+    return torch.device("cpu"), "no CUDA or MPS device found"
+
+
+def get_device() -> torch.device:
+    """The device notebooks should use (see :func:`device_report` for the rules)."""
+    return device_report()[0]
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy (if installed) and torch; return a ``torch.Generator`` with that seed.
+
+    The returned generator is handy for ``DataLoader(generator=...)`` or ``torch.randperm``.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover - numpy is a course dependency
+        pass
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,492 @@
+"""Training utilities: counters, accuracy, and one classifier training loop for any model.
+
+:func:`train_classifier` trains any ``nn.Module`` classifier with any loss and optimizer on any
+device, shows a progress bar and a live loss/accuracy plot, stops with a clear error if the
+loss diverges, can checkpoint and resume, and returns a :class:`History` you can assert on.
+
+Copy with ``plotting.py`` (for the live plot).
+
+>>> import torch
+>>> from torch import nn
+>>> from course_utils.loaders import load_array
+>>> X = torch.randn(64, 2); y = (X[:, 0] > 0).long()
+>>> net = nn.Linear(2, 2)
+>>> h = train_classifier(net, load_array((X, y), 16), load_array((X, y), 16, is_train=False),
+...                      nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.5),
+...                      num_epochs=3, plot=False, progress=False)
+>>> len(h.train_loss)
+3
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+import torch
+from torch import nn
+
+__all__ = [
+    "Accumulator",
+    "Timer",
+    "accuracy",
+    "correct_count",
+    "evaluate_accuracy",
+    "History",
+    "TrainingDivergedError",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "train_classifier",
+]
+
+
+class Accumulator:
+    """Running sums over ``n`` slots (d2l's ``Accumulator``).
+
+    >>> acc = Accumulator(2); acc.add(1, 2.5); acc.add(3, 0.5); acc[0], acc[1]
+    (4.0, 3.0)
+    """
+
+    def __init__(self, n: int) -> None:
+        if n <= 0:
+            raise ValueError(f"Accumulator needs at least one slot, got {n}")
+        self.data = [0.0] * n
+
+    def add(self, *args: float) -> None:
+        if len(args) != len(self.data):
+            raise ValueError(f"expected {len(self.data)} values, got {len(args)}")
+        self.data = [a + float(b) for a, b in zip(self.data, args)]
+
+    def reset(self) -> None:
+        self.data = [0.0] * len(self.data)
+
+    def __getitem__(self, idx: int) -> float:
+        return self.data[idx]
+
+
+class Timer:
+    """Record several running times (d2l's ``Timer``): ``start``/``stop``, ``avg``, ``sum``."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._tik: float | None = None
+        self.start()
+
+    def start(self) -> None:
+        self._tik = time.perf_counter()
+
+    def stop(self) -> float:
+        if self._tik is None:
+            raise RuntimeError("Timer.stop() called before start()")
+        self.times.append(time.perf_counter() - self._tik)
+        self._tik = None
+        return self.times[-1]
+
+    def avg(self) -> float:
+        if not self.times:
+            raise RuntimeError("no time recorded yet")
+        return sum(self.times) / len(self.times)
+
+    def sum(self) -> float:
+        return float(sum(self.times))
+
+    def cumsum(self) -> list[float]:
+        out, total = [], 0.0
+        for t in self.times:
+            total += t
+            out.append(total)
+        return out
+
+
+def _check_pair(y_hat: torch.Tensor, y: torch.Tensor) -> None:
+    if y.dim() != 1:
+        raise ValueError(f"labels must be 1-D class indices, got shape {tuple(y.shape)}")
+    if y_hat.dim() not in (1, 2) or y_hat.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"predictions {tuple(y_hat.shape)} do not match labels {tuple(y.shape)}: expected "
+            "(batch, classes) scores or (batch,) class indices"
+        )
+
+
+def correct_count(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Number of correct predictions as a 0-d tensor (no host sync)."""
+    _check_pair(y_hat, y)
+    pred = y_hat.argmax(dim=1) if y_hat.dim() == 2 else y_hat
+    return (pred.to(y.dtype) == y).sum()
+
+
+def accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of correct predictions; ``y_hat`` holds scores ``(n, classes)`` or classes ``(n,)``."""
+    if y.numel() == 0:
+        raise ValueError("accuracy of an empty batch is undefined")
+    return float(correct_count(y_hat, y)) / y.numel()
+
+
+def _model_device(net: nn.Module) -> torch.device:
+    for p in net.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def evaluate_accuracy(
+    net: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    data_iter: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device | str | None = None,
+) -> float:
+    """Accuracy of ``net`` over a whole dataset, in eval mode and under ``inference_mode``."""
+    if device is None:
+        device = _model_device(net) if isinstance(net, nn.Module) else torch.device("cpu")
+    device = torch.device(device)
+    was_training = isinstance(net, nn.Module) and net.training
+    if isinstance(net, nn.Module):
+        net.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    total = 0
+    try:
+        with torch.inference_mode():
+            for X, y in data_iter:
+                X = X.to(device, non_blocking=True)
+                y = y.to(device, non_blocking=True)
+                correct += correct_count(net(X), y)
+                total += y.numel()
+    finally:
+        if was_training:
+            net.train()
+    if total == 0:
+        raise ValueError("evaluate_accuracy got an empty dataset")
+    return int(correct) / total
+
+
+@dataclass
+class History:
+    """Per-epoch results of :func:`train_classifier`."""
+
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_acc: list[float | None] = field(default_factory=list)
+    examples_per_sec: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        return asdict(self)
+
+    def __repr__(self) -> str:
+        if not self.epoch:
+            return "History(empty)"
+        test = self.test_acc[-1]
+        shown = "n/a" if test is None else f"{test:.3f}"
+        return (
+            f"History({len(self.epoch)} epochs: train loss {self.train_loss[-1]:.3f}, "
+            f"train acc {self.train_acc[-1]:.3f}, test acc {shown}, "
+            f"{self.examples_per_sec[-1]:.0f} examples/s)"
+        )
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint does not fit the model/optimizer it is loaded into."""
+
+
+class _Optimizer(Protocol):
+    def zero_grad(self) -> None: ...
+    def step(self) -> Any: ...
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    try:
+        import numpy as np
+
+        name, key, pos, has_gauss, cached = np.random.get_state()
+        # plain types and tensors only, so that weights_only=True can load it
+        state["numpy"] = [name, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, cached]
+    except ImportError:  # pragma: no cover
+        pass
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        name, key, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
+def _loader_generator(loader: Any) -> torch.Generator | None:
+    """The torch.Generator that shuffles ``loader``, if it has one we can find."""
+    sampler = getattr(loader, "batch_sampler", None) or getattr(loader, "sampler", None)
+    for _ in range(3):
+        if sampler is None:
+            return None
+        gen = getattr(sampler, "generator", None)
+        if isinstance(gen, torch.Generator):
+            return gen
+        sampler = getattr(sampler, "sampler", None)
+    return None
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    """Write ``state`` with ``torch.save`` to a temporary file, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device | None = "cpu"
+) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``: tensors and plain data, never code.
+
+    A file that would need arbitrary unpickling (e.g. one that runs code when loaded) is
+    refused with :class:`CheckpointError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError/RuntimeError variants
+        raise CheckpointError(
+            f"refusing to load {path}: it is not a plain-data checkpoint ({err.__class__.__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). Only load files you trust."
+        ) from err
+
+
+def _load_model_state(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(
+        k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)
+    )
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {missing}")
+        if unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        if mismatched:
+            parts.append(
+                "shape mismatch for "
+                + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched)
+            )
+        raise CheckpointError(f"checkpoint {path} is for a different model: " + "; ".join(parts))
+    net.load_state_dict(state)
+
+
+def _autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager[Any]:
+    if amp is None:
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    if dtype is None:
+        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+    if dtype is torch.float16 and device.type != "cuda":
+        raise ValueError("fp16 autocast needs CUDA; use amp='bf16' on CPU")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def train_classifier(
+    net: nn.Module,
+    train_iter: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    test_iter: Iterable[tuple[torch.Tensor, torch.Tensor]] | None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    optimizer: _Optimizer,
+    num_epochs: int,
+    device: torch.device | str | None = None,
+    *,
+    scheduler: Any = None,
+    scheduler_interval: str = "epoch",
+    grad_clip: float | None = None,
+    amp: str | None = None,
+    channels_last: bool = False,
+    compile: bool = False,
+    progress: bool | None = None,
+    plot: bool = True,
+    plot_path: str | os.PathLike[str] | None = None,
+    sync_every: int = 25,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+) -> History:
+    """Train a classifier and return its :class:`History`.
+
+    ``loss_fn(y_hat, y)`` may return a scalar mean or per-example losses. ``optimizer`` is a
+    ``torch.optim`` optimizer or anything with ``zero_grad()`` and ``step()``. ``scheduler``
+    is stepped each epoch (or each batch with ``scheduler_interval="batch"``).
+
+    Speed switches (results stay equal within tolerance): ``amp`` (``"bf16"``/``"fp16"``
+    autocast), ``channels_last``, ``compile`` (``torch.compile``). The loop reads values back
+    from the device only every ``sync_every`` batches (on CPU, every batch) and once per epoch.
+
+    ``checkpoint_path`` saves model, optimizer, scheduler, RNG states and history atomically
+    after every epoch; ``resume=True`` continues from that file if it exists.
+    """
+    if not isinstance(num_epochs, int) or num_epochs <= 0:
+        raise ValueError(f"num_epochs must be a positive int, got {num_epochs!r}")
+    if scheduler_interval not in {"epoch", "batch"}:
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
+    if grad_clip is not None and grad_clip <= 0:
+        raise ValueError(f"grad_clip must be positive, got {grad_clip}")
+    if sync_every <= 0:
+        raise ValueError(f"sync_every must be positive, got {sync_every}")
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs a checkpoint_path")
+    device = torch.device(device) if device is not None else _model_device(net)
+    net.to(device)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    model = torch.compile(net) if compile else net
+    autocast = _autocast(device, amp)
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+
+    history = History()
+    start_epoch = 0
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    if resume and ckpt is not None and ckpt.exists():
+        state = load_checkpoint(ckpt, map_location=device)
+        _load_model_state(net, state["model"], ckpt)
+        if hasattr(optimizer, "load_state_dict") and "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])  # type: ignore[attr-defined]
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        gen = _loader_generator(train_iter)
+        if gen is not None and state.get("loader_rng") is not None:
+            gen.set_state(state["loader_rng"])
+        history = History(**state["history"])
+        start_epoch = int(state["epoch"])
+
+    try:
+        num_batches = len(train_iter)  # type: ignore[arg-type]
+    except TypeError:
+        num_batches = None
+
+    bar = None
+    if progress is not False:
+        from tqdm.auto import tqdm
+
+        total = None if num_batches is None else num_batches * (num_epochs - start_epoch)
+        bar = tqdm(total=total, desc="training", unit="batch", leave=False,
+                   disable=None if progress is None else False)
+
+    live = None
+    if plot or plot_path is not None:
+        from .plotting import LivePlot
+
+        live = LivePlot(xlabel="epoch", legend=["train loss", "train acc", "test acc"],
+                        xlim=(1, num_epochs), save_path=plot_path, show=None if plot else False)
+        for i, e in enumerate(history.epoch):
+            live.add(e, {"train loss": history.train_loss[i], "train acc": history.train_acc[i],
+                         "test acc": history.test_acc[i]})
+
+    check_each_batch = device.type == "cpu"
+    try:
+        for epoch in range(start_epoch, num_epochs):
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            seen = 0
+            tic = time.perf_counter()
+            for batch_idx, (X, y) in enumerate(train_iter, start=1):
+                X = X.to(device, non_blocking=True)
+                y = y.to(device, non_blocking=True)
+                if channels_last and X.dim() == 4:
+                    X = X.contiguous(memory_format=torch.channels_last)
+                with autocast:
+                    y_hat = model(X)
+                    loss = loss_fn(y_hat, y)
+                if loss.dim() != 0:
+                    loss = loss.mean()
+                optimizer.zero_grad()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    if grad_clip is not None:
+                        scaler.unscale_(optimizer)  # type: ignore[arg-type]
+                        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+                    scaler.step(optimizer)  # type: ignore[arg-type]
+                    scaler.update()
+                else:
+                    loss.backward()
+                    if grad_clip is not None:
+                        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+                    optimizer.step()
+                if scheduler is not None and scheduler_interval == "batch":
+                    scheduler.step()
+                n = y.shape[0]
+                loss_sum += loss.detach().float() * n
+                correct += correct_count(y_hat.detach(), y)
+                seen += n
+                if check_each_batch or batch_idx % sync_every == 0:
+                    running = float(loss_sum) / seen
+                    if not math.isfinite(running):
+                        where = "" if check_each_batch else f" (first noticed; checked every {sync_every} batches)"
+                        raise TrainingDivergedError(
+                            f"the training loss became {running} in epoch {epoch + 1}, batch "
+                            f"{batch_idx}{where}. Try a lower learning rate, gradient clipping "
+                            "(grad_clip=...), or check the input data for NaNs."
+                        )
+                    if bar is not None and (batch_idx % sync_every == 0 or batch_idx == 1):
+                        bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}")
+                if bar is not None:
+                    bar.update(1)
+            if seen == 0:
+                raise ValueError("the training data loader yielded no batches")
+            train_loss = float(loss_sum) / seen
+            if not math.isfinite(train_loss):
+                raise TrainingDivergedError(
+                    f"the training loss became {train_loss} in epoch {epoch + 1}. Try a lower "
+                    "learning rate or gradient clipping (grad_clip=...)."
+                )
+            if scheduler is not None and scheduler_interval == "epoch":
+                scheduler.step()
+            seconds = time.perf_counter() - tic
+            test_acc = evaluate_accuracy(model, test_iter, device) if test_iter is not None else None
+            history.epoch.append(epoch + 1)
+            history.train_loss.append(train_loss)
+            history.train_acc.append(int(correct) / seen)
+            history.test_acc.append(test_acc)
+            history.examples_per_sec.append(seen / seconds if seconds > 0 else float("inf"))
+            history.seconds.append(seconds)
+            if live is not None:
+                live.add(epoch + 1, {"train loss": train_loss, "train acc": history.train_acc[-1],
+                                     "test acc": test_acc})
+            if ckpt is not None:
+                gen = _loader_generator(train_iter)
+                save_checkpoint(ckpt, {
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict() if hasattr(optimizer, "state_dict") else None,  # type: ignore[attr-defined]
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "rng": _rng_state(),
+                    "loader_rng": gen.get_state() if gen is not None else None,
+                    "epoch": epoch + 1,
+                    "history": history.as_dict(),
+                })
+    finally:
+        if bar is not None:
+            bar.close()
+        if live is not None:
+            live.finish()
+    return history

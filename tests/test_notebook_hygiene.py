@@ -1,0 +1,65 @@
+"""Committed notebooks are clean and follow the course conventions (CONTRIBUTING.md)."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+_spec = importlib.util.spec_from_file_location("notebook_outputs", REPO / "tools" / "notebook_outputs.py")
+notebook_outputs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(notebook_outputs)
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def test_there_are_notebooks_and_names_follow_course_order():
+    assert NOTEBOOKS, "no notebooks found"
+    for path in NOTEBOOKS:
+        assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name), path.name
+    numbers = [int(p.name[:2]) for p in NOTEBOOKS]
+    assert len(numbers) == len(set(numbers)), "two notebooks share a chapter number"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_has_no_stray_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    assert notebook_outputs.stray_outputs(nb) == [], "run `make outputs` to clean it"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_follows_conventions(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    cells = code_cells(nb)
+    assert "course_utils.settings" in cells[0].source, "first code cell must be the settings cell"
+    source = "\n".join(c.source for c in cells)
+    assert not re.search(r"^\s*(import d2l|from d2l)", source, re.M), "notebooks never import d2l"
+    assert re.search(r"\bassert\b|assert_close", source), "a notebook must check itself"
+    assert "report_results(" in source, "end with report_results({...})"
+    hard_coded = re.search(r"""(torch\.device\(|\.to\(|device\s*=\s*)['"](cuda|mps)|\.cuda\(\)""", source)
+    assert not hard_coded, f"never hard-code a device: {hard_coded}"
+
+
+def test_stray_output_detection_and_cleaning():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("print(1)", execution_count=3,
+                                  outputs=[nbformat.v4.new_output("stream", text="1\n")]),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(2)", execution_count=7,
+                                  outputs=[nbformat.v4.new_output("stream", text="2\n")]),
+    ]
+    problems = notebook_outputs.stray_outputs(nb)
+    assert any("cell 0: has outputs" in p for p in problems)
+    assert any("execution_count" in p for p in problems)
+    cleaned = notebook_outputs.clean(nb)
+    assert notebook_outputs.stray_outputs(cleaned) == []
+    assert cleaned.cells[0].outputs == [] and cleaned.cells[1].outputs[0].text == "2\n"
+    assert cleaned.cells[0].execution_count is None and cleaned.cells[1].execution_count == 2

@@ -1,0 +1,88 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from course_utils import settings
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("ON", True),
+                                             ("", False), ("0", False), ("no", False)])
+def test_smoke_mode_reads_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("COURSE_SMOKE", value)
+    assert settings.smoke_mode() is expected
+
+
+def test_smoke_mode_rejects_typos(monkeypatch):
+    monkeypatch.setenv("COURSE_SMOKE", "ture")
+    with pytest.raises(ValueError, match="COURSE_SMOKE"):
+        settings.smoke_mode()
+
+
+def test_choose_follows_smoke_mode(monkeypatch):
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    assert settings.choose(full=10, smoke=2) == 2
+    monkeypatch.setenv("COURSE_SMOKE", "0")
+    assert settings.choose(full=10, smoke=2) == 10
+
+
+def test_default_device_is_cpu_without_accelerators(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(settings, "_mps_available", lambda: False)
+    device, why = settings.device_report()
+    assert device == torch.device("cpu") and "no CUDA" in why
+    assert settings.get_device() == torch.device("cpu")
+
+
+def test_automatic_choice_prefers_cuda_then_mps(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Fake GPU")
+    assert settings.device_report()[0].type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(settings, "_mps_available", lambda: True)
+    assert settings.device_report()[0].type == "mps"
+
+
+def test_course_device_override(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    device, why = settings.device_report()
+    assert device == torch.device("cpu") and "COURSE_DEVICE" in why
+
+
+@pytest.mark.parametrize("value, message", [("meta", "only cpu"), ("tpu", "not a device"), ("not a device!", "not a device"),
+                                            ("cuda", "CUDA is not available"),
+                                            ("mps", "MPS is not available")])
+def test_course_device_errors(monkeypatch, value, message):
+    monkeypatch.setenv("COURSE_DEVICE", value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(settings, "_mps_available", lambda: False)
+    with pytest.raises(ValueError, match=message):
+        settings.device_report()
+
+
+def test_course_device_cuda_index_out_of_range(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "cuda:3")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="only 1"):
+        settings.device_report()
+    monkeypatch.setenv("COURSE_DEVICE", "cuda:0")
+    assert settings.device_report()[0] == torch.device("cuda:0")
+
+
+def test_seed_everything_makes_runs_repeatable():
+    g = settings.seed_everything(123)
+    a = (random.random(), np.random.rand(), torch.rand(3), torch.rand(2, generator=g))
+    g = settings.seed_everything(123)
+    b = (random.random(), np.random.rand(), torch.rand(3), torch.rand(2, generator=g))
+    assert a[0] == b[0] and a[1] == b[1]
+    assert torch.equal(a[2], b[2]) and torch.equal(a[3], b[3])
+
+
+def test_seed_everything_rejects_non_int():
+    with pytest.raises(TypeError):
+        settings.seed_everything(1.5)  # type: ignore[arg-type]
