@@ -5,7 +5,8 @@
   [0, 1], converted (and optionally resized and normalized) once per batch, not per image.
 * :class:`FashionMNISTDataset` → the classic per-example ``Dataset`` route, for teaching.
 
-Copy with ``datafiles.py`` (finding and verifying the files) and ``loaders.py``.
+Copy with ``datafiles.py`` (finding and verifying the files), ``loaders.py`` and
+``image_batches.py``.
 
 >>> from course_utils.fashion_mnist import fashion_mnist_loaders, text_labels
 >>> train_iter, test_iter = fashion_mnist_loaders(256, n_train=512, n_test=256)
@@ -25,10 +26,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .datafiles import DataFileError, ensure_file
+from .image_batches import ImageBatchTransform
 from .loaders import tensor_loader
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
     "text_labels",
     "read_idx",
     "load_fashion_mnist",
-    "ImageBatchTransform",
     "fashion_mnist_loaders",
     "FashionMNISTDataset",
 ]
@@ -143,46 +143,6 @@ def load_fashion_mnist(
             raise ValueError(f"limit must be positive, got {limit}")
         X, y = X[:limit], y[:limit]
     return X, y
-
-
-class ImageBatchTransform:
-    """Turn a uint8 batch ``(B, H, W)`` or ``(B, C, H, W)`` into float ``(B, C, h, w)``.
-
-    Scales to [0, 1], then optionally resizes (bilinear) and normalizes with ``mean``/``std``.
-    """
-
-    def __init__(
-        self,
-        resize: int | tuple[int, int] | None = None,
-        mean: Sequence[float] | float | None = None,
-        std: Sequence[float] | float | None = None,
-    ) -> None:
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std, or neither")
-        if resize is not None:
-            size = (resize, resize) if isinstance(resize, int) else tuple(resize)
-            if len(size) != 2 or min(size) <= 0:
-                raise ValueError(f"resize must be a positive int or (h, w), got {resize!r}")
-            self.size: tuple[int, int] | None = (int(size[0]), int(size[1]))
-        else:
-            self.size = None
-        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
-        self.std = None if std is None else torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
-        if self.std is not None and bool((self.std <= 0).any()):
-            raise ValueError("std must be positive")
-
-    def __call__(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        X, *rest = batch
-        if X.dim() == 3:
-            X = X.unsqueeze(1)
-        if X.dim() != 4:
-            raise ValueError(f"expected images of shape (B, H, W) or (B, C, H, W), got {tuple(X.shape)}")
-        X = X.float().div_(255.0) if X.dtype == torch.uint8 else X.float()
-        if self.size is not None and tuple(X.shape[-2:]) != self.size:
-            X = F.interpolate(X, size=self.size, mode="bilinear", align_corners=False)
-        if self.mean is not None and self.std is not None:
-            X = (X - self.mean) / self.std
-        return (X, *rest)
 
 
 def fashion_mnist_loaders(

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from course_utils import fashion_mnist as fm
+from course_utils.image_batches import ImageBatchTransform
 from course_utils.datafiles import ChecksumError, DataFileError, MissingDataError
 
 
@@ -123,12 +124,12 @@ def test_missing_files_give_clear_error(tmp_path, monkeypatch):
 
 def test_image_batch_transform_validation():
     with pytest.raises(ValueError, match="both mean and std"):
-        fm.ImageBatchTransform(mean=(0.5,))
+        ImageBatchTransform(mean=(0.5,))
     with pytest.raises(ValueError, match="resize"):
-        fm.ImageBatchTransform(resize=0)
+        ImageBatchTransform(resize=0)
     with pytest.raises(ValueError, match="std must be positive"):
-        fm.ImageBatchTransform(mean=(0.5,), std=(0.0,))
-    t = fm.ImageBatchTransform(resize=(8, 6))
+        ImageBatchTransform(mean=(0.5,), std=(0.0,))
+    t = ImageBatchTransform(resize=(8, 6))
     X, y = t((torch.full((2, 3, 28, 28), 255, dtype=torch.uint8), torch.tensor([1, 2])))
     assert X.shape == (2, 3, 8, 6) and torch.allclose(X, torch.ones_like(X))
     X, = t((torch.ones(2, 1, 8, 6),))

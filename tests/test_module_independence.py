@@ -13,8 +13,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "course_utils"
 THIRD_PARTY = {"torch", "numpy", "matplotlib", "tqdm", "IPython"}
 # module -> the siblings it may import (keep this short; each entry is a copy-along file)
 ALLOWED_SIBLINGS = {
-    "fashion_mnist": {"datafiles", "loaders"},
+    "fashion_mnist": {"datafiles", "loaders", "image_batches"},
+    "cifar10": {"datafiles", "loaders", "image_batches"},
     "training": {"plotting"},
+    "language_model": {"plotting"},
+    "text": {"datafiles"},
+    "nmt": {"datafiles", "loaders", "text", "plotting"},
     "__main__": {"datafiles", "settings"},
 }
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")

@@ -1,0 +1,253 @@
+"""Text for language models: The Time Machine, tokenization, a vocabulary, minibatch sampling.
+
+* :func:`read_time_machine` / :func:`preprocess` / :func:`tokenize` — raw text to tokens.
+* :class:`Vocab` — tokens ↔ indices, sorted by frequency, with ``<unk>`` and reserved tokens.
+* :func:`seq_data_iter_random` / :func:`seq_data_iter_sequential` — (input, target) minibatches
+  of ``num_steps`` tokens, with random or sequential (state-carrying) partitioning.
+* :func:`language_model_data` — train/validation iterators and the vocabulary in one call; the
+  last ``val_fraction`` of the book is held out, so perplexity is measured on unseen text.
+
+Copy with ``datafiles.py`` (for reading the shipped book).
+
+>>> from course_utils.text import language_model_data
+>>> train_iter, val_iter, vocab = language_model_data(batch_size=32, num_steps=35)
+>>> X, Y = next(iter(train_iter))
+>>> X.shape, len(vocab)
+(torch.Size([32, 35]), 28)
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import re
+from typing import Iterable, Iterator, Sequence
+
+import torch
+
+from .datafiles import ensure_file
+
+__all__ = [
+    "read_time_machine",
+    "preprocess",
+    "tokenize",
+    "count_corpus",
+    "Vocab",
+    "seq_data_iter_random",
+    "seq_data_iter_sequential",
+    "SeqDataLoader",
+    "load_corpus_time_machine",
+    "language_model_data",
+]
+
+
+def read_time_machine(root: str | os.PathLike[str] | None = None) -> str:
+    """The raw text of H. G. Wells' *The Time Machine* shipped in ``data/timemachine``."""
+    return ensure_file("timemachine/timemachine.txt", root).read_text(encoding="utf-8")
+
+
+def preprocess(text: str) -> str:
+    """Lower-case and replace every run of non-letters with one space (d2l's preprocessing)."""
+    return re.sub("[^A-Za-z]+", " ", text).lower().strip()
+
+
+def tokenize(text: str, level: str = "char") -> list[str]:
+    """Split ``text`` into characters (``level="char"``) or words (``level="word"``)."""
+    if level == "char":
+        return list(text)
+    if level == "word":
+        return text.split()
+    raise ValueError(f"level must be 'char' or 'word', got {level!r}")
+
+
+def count_corpus(tokens: Iterable[str] | Iterable[Sequence[str]]) -> collections.Counter[str]:
+    """Token frequencies; a list of token lists (lines) is flattened first."""
+    tokens = list(tokens)
+    if tokens and isinstance(tokens[0], (list, tuple)):
+        tokens = [tok for line in tokens for tok in line]
+    return collections.Counter(tokens)  # type: ignore[arg-type]
+
+
+class Vocab:
+    """Map tokens to indices and back.
+
+    Index 0 is ``<unk>``; then ``reserved_tokens`` (e.g. ``<pad>``, ``<bos>``, ``<eos>``) in the
+    given order; then every token seen at least ``min_freq`` times, most frequent first (ties
+    broken alphabetically, so the order is reproducible). Unknown tokens map to ``<unk>``.
+
+    >>> v = Vocab(list("abracadabra"), reserved_tokens=["<pad>"])
+    >>> v.idx_to_token[:4], v["a"], v["z"], v.to_tokens([2, 3])
+    (['<unk>', '<pad>', 'a', 'b'], 2, 0, ['a', 'b'])
+    """
+
+    def __init__(
+        self,
+        tokens: Iterable[str] | Iterable[Sequence[str]] = (),
+        min_freq: int = 0,
+        reserved_tokens: Sequence[str] = (),
+    ) -> None:
+        if min_freq < 0:
+            raise ValueError(f"min_freq must be >= 0, got {min_freq}")
+        reserved = list(reserved_tokens)
+        if len(set(reserved)) != len(reserved) or "<unk>" in reserved:
+            raise ValueError(f"reserved tokens must be distinct and not '<unk>': {reserved}")
+        counter = count_corpus(tokens)
+        self.token_freqs: list[tuple[str, int]] = sorted(
+            counter.items(), key=lambda kv: (-kv[1], kv[0])
+        )
+        self.idx_to_token: list[str] = ["<unk>"] + reserved
+        known = set(self.idx_to_token)
+        for token, freq in self.token_freqs:
+            if freq >= min_freq and token not in known:
+                self.idx_to_token.append(token)
+                known.add(token)
+        self.token_to_idx: dict[str, int] = {t: i for i, t in enumerate(self.idx_to_token)}
+
+    def __len__(self) -> int:
+        return len(self.idx_to_token)
+
+    def __contains__(self, token: object) -> bool:
+        return token in self.token_to_idx
+
+    def __getitem__(self, tokens: str | Sequence[str]) -> int | list[int]:
+        if isinstance(tokens, str):
+            return self.token_to_idx.get(tokens, self.unk)
+        return [self[t] for t in tokens]  # type: ignore[misc]
+
+    def lookup_strict(self, token: str) -> int:
+        """Index of ``token``; raises ``KeyError`` naming the token if it is unknown."""
+        try:
+            return self.token_to_idx[token]
+        except KeyError:
+            raise KeyError(f"token {token!r} is not in the vocabulary ({len(self)} tokens)") from None
+
+    def to_tokens(self, indices: int | Sequence[int] | torch.Tensor) -> str | list[str]:
+        """Tokens for indices; raises ``IndexError`` naming an index outside the vocabulary."""
+        if isinstance(indices, torch.Tensor):
+            indices = indices.tolist()
+        if isinstance(indices, int):
+            if not 0 <= indices < len(self):
+                raise IndexError(f"index {indices} is outside the vocabulary (size {len(self)})")
+            return self.idx_to_token[indices]
+        return [self.to_tokens(int(i)) for i in indices]  # type: ignore[misc]
+
+    @property
+    def unk(self) -> int:
+        return 0
+
+
+def _check_sampling_args(corpus: Sequence[int], batch_size: int, num_steps: int) -> None:
+    if batch_size <= 0 or num_steps <= 0:
+        raise ValueError(f"batch_size and num_steps must be positive, got {batch_size}, {num_steps}")
+    if len(corpus) < batch_size * num_steps + 1:
+        raise ValueError(
+            f"the corpus has {len(corpus)} tokens, too few for one batch of {batch_size} × "
+            f"{num_steps} tokens (+1 for the targets)"
+        )
+
+
+def seq_data_iter_random(
+    corpus: Sequence[int], batch_size: int, num_steps: int, rng: random.Random | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Random partitioning: subsequences start at a random offset and come in random order.
+
+    Adjacent minibatches are *not* adjacent in the text, so a model's state must be reset
+    for every minibatch. Targets are the inputs shifted by one token.
+    """
+    _check_sampling_args(corpus, batch_size, num_steps)
+    rng = rng or random.Random()
+    corpus = corpus[rng.randint(0, num_steps - 1):]
+    num_subseqs = (len(corpus) - 1) // num_steps
+    starts = list(range(0, num_subseqs * num_steps, num_steps))
+    rng.shuffle(starts)
+    data = torch.as_tensor(corpus, dtype=torch.long)
+    for i in range(0, batch_size * (num_subseqs // batch_size), batch_size):
+        idx = torch.tensor(starts[i:i + batch_size])
+        offsets = idx[:, None] + torch.arange(num_steps)
+        yield data[offsets], data[offsets + 1]
+
+
+def seq_data_iter_sequential(
+    corpus: Sequence[int], batch_size: int, num_steps: int, rng: random.Random | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Sequential partitioning: row ``i`` of batch ``t+1`` continues row ``i`` of batch ``t``.
+
+    So a model may carry its hidden state from one minibatch to the next (detaching it).
+    """
+    _check_sampling_args(corpus, batch_size, num_steps)
+    rng = rng or random.Random()
+    offset = rng.randint(0, num_steps)
+    num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
+    if num_tokens < batch_size * num_steps:
+        offset = 0
+        num_tokens = ((len(corpus) - 1) // batch_size) * batch_size
+    data = torch.as_tensor(corpus, dtype=torch.long)
+    Xs = data[offset:offset + num_tokens].reshape(batch_size, -1)
+    Ys = data[offset + 1:offset + 1 + num_tokens].reshape(batch_size, -1)
+    for i in range(0, (Xs.shape[1] // num_steps) * num_steps, num_steps):
+        yield Xs[:, i:i + num_steps], Ys[:, i:i + num_steps]
+
+
+class SeqDataLoader:
+    """An iterable over language-model minibatches; ``sequential`` tells training loops
+    whether the hidden state may be carried over between batches."""
+
+    def __init__(
+        self,
+        corpus: Sequence[int],
+        batch_size: int,
+        num_steps: int,
+        use_random_iter: bool,
+        seed: int | None = None,
+    ) -> None:
+        _check_sampling_args(corpus, batch_size, num_steps)
+        self.corpus, self.batch_size, self.num_steps = corpus, batch_size, num_steps
+        self.sequential = not use_random_iter
+        self._iter = seq_data_iter_sequential if self.sequential else seq_data_iter_random
+        self.rng = random.Random(seed)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self._iter(self.corpus, self.batch_size, self.num_steps, self.rng)
+
+    def __len__(self) -> int:
+        return max(1, (len(self.corpus) - self.num_steps) // (self.batch_size * self.num_steps))
+
+
+def load_corpus_time_machine(
+    level: str = "char", max_tokens: int = -1, root: str | os.PathLike[str] | None = None
+) -> tuple[list[int], Vocab]:
+    """Token indices of the whole (preprocessed) book and its vocabulary."""
+    tokens = tokenize(preprocess(read_time_machine(root)), level)
+    vocab = Vocab(tokens)
+    corpus = [vocab[t] for t in tokens]  # type: ignore[misc]
+    if max_tokens > 0:
+        corpus = corpus[:max_tokens]
+    return corpus, vocab  # type: ignore[return-value]
+
+
+def language_model_data(
+    batch_size: int,
+    num_steps: int,
+    *,
+    use_random_iter: bool = False,
+    level: str = "char",
+    max_tokens: int = -1,
+    val_fraction: float = 0.1,
+    seed: int | None = 0,
+    root: str | os.PathLike[str] | None = None,
+) -> tuple[SeqDataLoader, SeqDataLoader, Vocab]:
+    """Train and validation iterators over The Time Machine, and the vocabulary.
+
+    The first ``1 - val_fraction`` of the (possibly truncated) corpus is for training, the rest
+    for validation (always read sequentially). ``max_tokens`` keeps only the first tokens
+    (smoke mode).
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    corpus, vocab = load_corpus_time_machine(level, max_tokens, root)
+    split = int(len(corpus) * (1 - val_fraction))
+    train = SeqDataLoader(corpus[:split], batch_size, num_steps, use_random_iter, seed)
+    val_batch = max(1, min(batch_size, (len(corpus) - split - 1) // num_steps))
+    val = SeqDataLoader(corpus[split:], val_batch, num_steps, False, seed)
+    return train, val, vocab
