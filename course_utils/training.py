@@ -4,7 +4,7 @@
 device, shows a progress bar and a live loss/accuracy plot, stops with a clear error if the
 loss diverges, can checkpoint and resume, and returns a :class:`History` you can assert on.
 
-Copy with ``plotting.py`` (for the live plot).
+Copy with ``plotting.py`` (for the live plot) and ``distributed.py`` (for ``torchrun``).
 
 >>> import torch
 >>> from torch import nn
@@ -31,6 +31,8 @@ from typing import Any, Callable, Iterable, Protocol
 
 import torch
 from torch import nn
+
+from . import distributed as _distributed
 
 __all__ = [
     "Accumulator",
@@ -141,6 +143,17 @@ def evaluate_accuracy(
     device: torch.device | str | None = None,
 ) -> float:
     """Accuracy of ``net`` over a whole dataset, in eval mode and under ``inference_mode``."""
+    correct, total = _count_correct(net, data_iter, device)
+    if total == 0:
+        raise ValueError("evaluate_accuracy got an empty dataset")
+    return int(correct) / total
+
+
+def _count_correct(
+    net: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    data_iter: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, int]:
     if device is None:
         device = _model_device(net) if isinstance(net, nn.Module) else torch.device("cpu")
     device = torch.device(device)
@@ -159,9 +172,7 @@ def evaluate_accuracy(
     finally:
         if was_training:
             net.train()
-    if total == 0:
-        raise ValueError("evaluate_accuracy got an empty dataset")
-    return int(correct) / total
+    return correct, total
 
 
 @dataclass
@@ -330,6 +341,7 @@ def train_classifier(
     sync_every: int = 25,
     checkpoint_path: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    distributed: bool | None = None,
 ) -> History:
     """Train a classifier and return its :class:`History`.
 
@@ -343,6 +355,11 @@ def train_classifier(
 
     ``checkpoint_path`` saves model, optimizer, scheduler, RNG states and history atomically
     after every epoch; ``resume=True`` continues from that file if it exists.
+
+    Under ``torchrun --nproc_per_node=N`` (``distributed=None`` detects it from ``WORLD_SIZE``)
+    the model is wrapped in DistributedDataParallel, each process trains on ``1/N`` of every
+    batch (see :mod:`course_utils.distributed`), metrics are summed over processes and only
+    rank 0 shows progress, plots and writes checkpoints.
     """
     if not isinstance(num_epochs, int) or num_epochs <= 0:
         raise ValueError(f"num_epochs must be a positive int, got {num_epochs!r}")
@@ -355,10 +372,25 @@ def train_classifier(
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs a checkpoint_path")
     device = torch.device(device) if device is not None else _model_device(net)
+    ddp = None
+    if distributed is None:
+        distributed = _distributed.launched_with_torchrun()
+    if distributed:
+        ddp = _distributed
+        device = ddp.setup(device)
+        train_iter = ddp.shard_loader(train_iter, ddp.world_size(), ddp.rank())
+        if test_iter is not None:
+            test_iter = ddp.shard_loader(test_iter, ddp.world_size(), ddp.rank())
+    main_process = ddp is None or ddp.is_main_process()
     net.to(device)
     if channels_last:
         net.to(memory_format=torch.channels_last)
-    model = torch.compile(net) if compile else net
+    model: nn.Module = net
+    if ddp is not None:
+        model = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
+    if compile:
+        model = torch.compile(model)  # type: ignore[assignment]
     autocast = _autocast(device, amp)
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
 
@@ -385,7 +417,7 @@ def train_classifier(
         num_batches = None
 
     bar = None
-    if progress is not False:
+    if progress is not False and main_process:
         from tqdm.auto import tqdm
 
         total = None if num_batches is None else num_batches * (num_epochs - start_epoch)
@@ -393,7 +425,7 @@ def train_classifier(
                    disable=None if progress is None else False)
 
     live = None
-    if plot or plot_path is not None:
+    if (plot or plot_path is not None) and main_process:
         from .plotting import LivePlot
 
         live = LivePlot(xlabel="epoch", legend=["train loss", "train acc", "test acc"],
@@ -406,6 +438,11 @@ def train_classifier(
     try:
         for epoch in range(start_epoch, num_epochs):
             model.train()
+            for holder in (getattr(train_iter, "batch_sampler", None), getattr(train_iter, "sampler", None)):
+                inner = getattr(holder, "sampler", None)
+                if hasattr(inner, "set_epoch"):  # a sharded loader: a new shuffle each epoch
+                    inner.set_epoch(epoch)  # type: ignore[union-attr]
+                    break
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
             seen = 0
@@ -454,6 +491,10 @@ def train_classifier(
                     bar.update(1)
             if seen == 0:
                 raise ValueError("the training data loader yielded no batches")
+            if ddp is not None:
+                loss_sum, correct, seen_t = ddp.all_reduce_sum(
+                    [loss_sum, correct, torch.tensor(seen, device=device)])
+                seen = int(seen_t)
             train_loss = float(loss_sum) / seen
             if not math.isfinite(train_loss):
                 raise TrainingDivergedError(
@@ -463,7 +504,16 @@ def train_classifier(
             if scheduler is not None and scheduler_interval == "epoch":
                 scheduler.step()
             seconds = time.perf_counter() - tic
-            test_acc = evaluate_accuracy(model, test_iter, device) if test_iter is not None else None
+            test_acc = None
+            if test_iter is not None:
+                test_correct, test_total = _count_correct(model, test_iter, device)
+                if ddp is not None:
+                    test_correct, total_t = ddp.all_reduce_sum(
+                        [test_correct, torch.tensor(test_total, device=device)])
+                    test_total = int(total_t)
+                if test_total == 0:
+                    raise ValueError("the test data loader yielded no batches")
+                test_acc = int(test_correct) / test_total
             history.epoch.append(epoch + 1)
             history.train_loss.append(train_loss)
             history.train_acc.append(int(correct) / seen)
@@ -473,7 +523,7 @@ def train_classifier(
             if live is not None:
                 live.add(epoch + 1, {"train loss": train_loss, "train acc": history.train_acc[-1],
                                      "test acc": test_acc})
-            if ckpt is not None:
+            if ckpt is not None and main_process:
                 gen = _loader_generator(train_iter)
                 save_checkpoint(ckpt, {
                     "model": net.state_dict(),

@@ -15,7 +15,7 @@ THIRD_PARTY = {"torch", "numpy", "matplotlib", "tqdm", "IPython"}
 ALLOWED_SIBLINGS = {
     "fashion_mnist": {"datafiles", "loaders", "image_batches"},
     "cifar10": {"datafiles", "loaders", "image_batches"},
-    "training": {"plotting"},
+    "training": {"plotting", "distributed"},
     "language_model": {"plotting"},
     "text": {"datafiles"},
     "nmt": {"datafiles", "loaders", "text", "plotting"},
