@@ -286,6 +286,9 @@ def download(
                     f"downloaded {url} but its SHA-256 is {actual}, expected {sha256}; "
                     "the file was not saved"
                 )
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
             os.replace(tmp, dest)
             return dest
         except urllib.error.HTTPError as err:

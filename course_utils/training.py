@@ -342,6 +342,7 @@ def train_classifier(
     checkpoint_path: str | os.PathLike[str] | None = None,
     resume: bool = False,
     distributed: bool | None = None,
+    on_epoch_end: Callable[[int, History], None] | None = None,
 ) -> History:
     """Train a classifier and return its :class:`History`.
 
@@ -360,6 +361,8 @@ def train_classifier(
     the model is wrapped in DistributedDataParallel, each process trains on ``1/N`` of every
     batch (see :mod:`course_utils.distributed`), metrics are summed over processes and only
     rank 0 shows progress, plots and writes checkpoints.
+
+    ``on_epoch_end(epoch, history)`` is called after each epoch (e.g. to time or stop early).
     """
     if not isinstance(num_epochs, int) or num_epochs <= 0:
         raise ValueError(f"num_epochs must be a positive int, got {num_epochs!r}")
@@ -534,6 +537,8 @@ def train_classifier(
                     "epoch": epoch + 1,
                     "history": history.as_dict(),
                 })
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, history)
     finally:
         if bar is not None:
             bar.close()

@@ -119,6 +119,7 @@ def test_download_verifies_and_writes_atomically(tmp_path):
     df.download("https://example.org/d", dest, sha(payload), opener=FakeOpener(FakeResponse(payload)))
     assert dest.read_bytes() == payload
     assert [p.name for p in dest.parent.iterdir()] == ["data.bin"]
+    assert dest.stat().st_mode & 0o044 == 0o044  # readable by others, like any normal file
 
 
 def test_download_refuses_plain_http(tmp_path):

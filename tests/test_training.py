@@ -304,3 +304,13 @@ def test_torch_compile_switch_matches_eager():
     compiled, _ = train_variant(compile=True)
     for p, q in zip(base.parameters(), compiled.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_on_epoch_end_callback_sees_history():
+    X, y = blobs(64)
+    net = small_net()
+    calls = []
+    tr.train_classifier(net, load_array((X, y), 16), None, nn.CrossEntropyLoss(),
+                        torch.optim.SGD(net.parameters(), lr=0.1), 3, progress=False, plot=False,
+                        on_epoch_end=lambda e, h: calls.append((e, len(h.epoch))))
+    assert calls == [(1, 1), (2, 2), (3, 3)]
