@@ -32,7 +32,10 @@ def imports_of(path: Path) -> tuple[set[str], set[str]]:
             top |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                siblings.add((node.module or "").split(".")[0])
+                if node.module:
+                    siblings.add(node.module.split(".")[0])
+                else:  # from . import name
+                    siblings |= {alias.name for alias in node.names}
             elif node.module:
                 root = node.module.split(".")[0]
                 (siblings if root == "course_utils" else top).add(
