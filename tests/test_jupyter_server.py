@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,7 +34,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, app: str = "server") -> None:
+    def __init__(self, root_dir: Path, app: str = "server") -> None:
         self.log = tempfile.TemporaryFile("w+")
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -42,7 +43,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", f"jupyter{'lab' if app == 'lab' else '_server'}", "--no-browser",
              f"--port={self.port}", "--ip=127.0.0.1", f"--IdentityProvider.token={self.token}",
-             f"--ServerApp.root_dir={REPO / 'notebooks'}", "--ServerApp.port_retries=0"]
+             f"--ServerApp.root_dir={root_dir}", "--ServerApp.port_retries=0"]
             + (["--LabApp.extension_manager=readonly"] if app == "lab" else [])
             + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
             env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
@@ -81,9 +82,17 @@ class Server:
         self.log.close()
 
 
+def copy_notebooks(target: Path) -> Path:
+    """Serve copies, so that nothing the server or browser saves can touch the repository."""
+    target.mkdir(parents=True, exist_ok=True)
+    for nb in (REPO / "notebooks").glob("*.ipynb"):
+        shutil.copy(nb, target / nb.name)
+    return target
+
+
 @pytest.fixture
-def server():
-    srv = Server()
+def server(tmp_path):
+    srv = Server(copy_notebooks(tmp_path / "notebooks"))
     try:
         srv.wait_ready()
         yield srv

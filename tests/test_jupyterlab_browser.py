@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_jupyter_server import Server
+from test_jupyter_server import Server, copy_notebooks
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def test_notebook_renders_and_a_cell_runs_in_jupyterlab(tmp_path):
         pytest.skip("no Chromium found: install it (Debian/Ubuntu: `sudo apt-get install chromium`) "
                     "to run the JupyterLab browser test")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    server = Server(app="lab")
+    server = Server(copy_notebooks(tmp_path / "notebooks"), app="lab")
     try:
         server.wait_ready()
         with sync_api.sync_playwright() as p:
