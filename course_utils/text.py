@@ -22,7 +22,7 @@ import collections
 import os
 import random
 import re
-from typing import Iterable, Iterator, Sequence
+from typing import Hashable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -61,10 +61,13 @@ def tokenize(text: str, level: str = "char") -> list[str]:
     raise ValueError(f"level must be 'char' or 'word', got {level!r}")
 
 
-def count_corpus(tokens: Iterable[str] | Iterable[Sequence[str]]) -> collections.Counter[str]:
-    """Token frequencies; a list of token lists (lines) is flattened first."""
+def count_corpus(tokens: Iterable[Hashable] | Iterable[list[Hashable]]) -> collections.Counter[Hashable]:
+    """Token frequencies; a list of token *lists* (lines) is flattened first.
+
+    Tokens may be any hashable value, e.g. tuples for n-grams: ``count_corpus([("a", "b")])``.
+    """
     tokens = list(tokens)
-    if tokens and isinstance(tokens[0], (list, tuple)):
+    if tokens and isinstance(tokens[0], list):
         tokens = [tok for line in tokens for tok in line]
     return collections.Counter(tokens)  # type: ignore[arg-type]
 
@@ -74,7 +77,8 @@ class Vocab:
 
     Index 0 is ``<unk>``; then ``reserved_tokens`` (e.g. ``<pad>``, ``<bos>``, ``<eos>``) in the
     given order; then every token seen at least ``min_freq`` times, most frequent first (ties
-    broken alphabetically, so the order is reproducible). Unknown tokens map to ``<unk>``.
+    broken by the token's text, so the order is reproducible). Unknown tokens map to ``<unk>``.
+    ``vocab[list_of_tokens]`` maps a list; anything else (a string, a tuple n-gram) is one token.
 
     >>> v = Vocab(list("abracadabra"), reserved_tokens=["<pad>"])
     >>> v.idx_to_token[:4], v["a"], v["z"], v.to_tokens([2, 3])
@@ -94,7 +98,7 @@ class Vocab:
             raise ValueError(f"reserved tokens must be distinct and not '<unk>': {reserved}")
         counter = count_corpus(tokens)
         self.token_freqs: list[tuple[str, int]] = sorted(
-            counter.items(), key=lambda kv: (-kv[1], kv[0])
+            counter.items(), key=lambda kv: (-kv[1], str(kv[0]))
         )
         self.idx_to_token: list[str] = ["<unk>"] + reserved
         known = set(self.idx_to_token)
@@ -110,10 +114,10 @@ class Vocab:
     def __contains__(self, token: object) -> bool:
         return token in self.token_to_idx
 
-    def __getitem__(self, tokens: str | Sequence[str]) -> int | list[int]:
-        if isinstance(tokens, str):
-            return self.token_to_idx.get(tokens, self.unk)
-        return [self[t] for t in tokens]  # type: ignore[misc]
+    def __getitem__(self, tokens: Hashable | list[Hashable]) -> int | list[int]:
+        if isinstance(tokens, list):
+            return [self[t] for t in tokens]  # type: ignore[misc]
+        return self.token_to_idx.get(tokens, self.unk)  # type: ignore[arg-type]
 
     def lookup_strict(self, token: str) -> int:
         """Index of ``token``; raises ``KeyError`` naming the token if it is unknown."""
@@ -169,15 +173,19 @@ def seq_data_iter_random(
 
 
 def seq_data_iter_sequential(
-    corpus: Sequence[int], batch_size: int, num_steps: int, rng: random.Random | None = None
+    corpus: Sequence[int], batch_size: int, num_steps: int, rng: random.Random | None = None,
+    offset: int | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Sequential partitioning: row ``i`` of batch ``t+1`` continues row ``i`` of batch ``t``.
 
-    So a model may carry its hidden state from one minibatch to the next (detaching it).
+    So a model may carry its hidden state from one minibatch to the next (detaching it). The
+    start offset is random (drawn from ``rng``) unless ``offset`` is given.
     """
     _check_sampling_args(corpus, batch_size, num_steps)
-    rng = rng or random.Random()
-    offset = rng.randint(0, num_steps)
+    if offset is None:
+        offset = (rng or random.Random()).randint(0, num_steps)
+    elif not 0 <= offset <= num_steps:
+        raise ValueError(f"offset must be in [0, num_steps], got {offset}")
     num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
     if num_tokens < batch_size * num_steps:
         offset = 0
@@ -200,15 +208,21 @@ class SeqDataLoader:
         num_steps: int,
         use_random_iter: bool,
         seed: int | None = None,
+        fixed_offset: bool = False,
     ) -> None:
         _check_sampling_args(corpus, batch_size, num_steps)
         self.corpus, self.batch_size, self.num_steps = corpus, batch_size, num_steps
         self.sequential = not use_random_iter
-        self._iter = seq_data_iter_sequential if self.sequential else seq_data_iter_random
+        if fixed_offset and not self.sequential:
+            raise ValueError("fixed_offset only applies to sequential partitioning")
+        self.fixed_offset = fixed_offset
         self.rng = random.Random(seed)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self._iter(self.corpus, self.batch_size, self.num_steps, self.rng)
+        if not self.sequential:
+            return seq_data_iter_random(self.corpus, self.batch_size, self.num_steps, self.rng)
+        return seq_data_iter_sequential(self.corpus, self.batch_size, self.num_steps, self.rng,
+                                        offset=0 if self.fixed_offset else None)
 
     def __len__(self) -> int:
         return max(1, (len(self.corpus) - self.num_steps) // (self.batch_size * self.num_steps))
@@ -240,8 +254,8 @@ def language_model_data(
     """Train and validation iterators over The Time Machine, and the vocabulary.
 
     The first ``1 - val_fraction`` of the (possibly truncated) corpus is for training, the rest
-    for validation (always read sequentially). ``max_tokens`` keeps only the first tokens
-    (smoke mode).
+    for validation (always read sequentially from its start, so every evaluation sees the same
+    batches). ``max_tokens`` keeps only the first tokens (smoke mode).
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -249,5 +263,5 @@ def language_model_data(
     split = int(len(corpus) * (1 - val_fraction))
     train = SeqDataLoader(corpus[:split], batch_size, num_steps, use_random_iter, seed)
     val_batch = max(1, min(batch_size, (len(corpus) - split - 1) // num_steps))
-    val = SeqDataLoader(corpus[split:], val_batch, num_steps, False, seed)
+    val = SeqDataLoader(corpus[split:], val_batch, num_steps, False, seed, fixed_offset=True)
     return train, val, vocab

@@ -41,9 +41,12 @@ def test_vocab_order_reserved_min_freq_and_unknowns():
         text.Vocab([], min_freq=-1)
 
 
-def test_vocab_from_lines_flattens():
+def test_vocab_from_lines_flattens_and_holds_ngrams():
     v = text.Vocab([["a", "b"], ["a"]])
     assert v.idx_to_token == ["<unk>", "a", "b"]
+    bigrams = text.Vocab([("a", "b"), ("b", "c"), ("a", "b")])
+    assert bigrams.idx_to_token[1] == ("a", "b") and bigrams[("b", "c")] == 2
+    assert bigrams[[("a", "b"), ("x", "y")]] == [1, 0]
 
 
 @given(st.lists(st.text(alphabet="abcde", min_size=1, max_size=3), max_size=50),
@@ -108,6 +111,14 @@ def test_language_model_data_holds_out_validation():
     assert X.shape == (8, 10) and len(train) >= 1
     rand_train, _, _ = text.language_model_data(8, 10, use_random_iter=True, max_tokens=5000)
     assert not rand_train.sequential
+    first = [X for X, _ in val]
+    again = [X for X, _ in val]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))  # validation is repeatable
+    assert first[0][0, 0] == val.corpus[0]
+    with pytest.raises(ValueError, match="fixed_offset"):
+        text.SeqDataLoader(list(range(100)), 2, 3, True, fixed_offset=True)
+    with pytest.raises(ValueError, match="offset"):
+        list(text.seq_data_iter_sequential(list(range(100)), 2, 3, offset=9))
     with pytest.raises(ValueError, match="val_fraction"):
         text.language_model_data(8, 10, val_fraction=1.0)
     with pytest.raises(ValueError, match="positive"):
