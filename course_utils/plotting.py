@@ -102,13 +102,14 @@ def plot(
         raise ValueError(f"legend has {len(legend)} entries for {len(Y)} lines")
     if axes is None:
         _, axes = plt.subplots(figsize=figsize)
-    for x, y, fmt in zip(X, Y, list(fmts) * (len(Y) // len(fmts) + 1)):
+    labels = list(legend) if legend else [None] * len(Y)
+    for x, y, fmt, label in zip(X, Y, list(fmts) * (len(Y) // len(fmts) + 1), labels):
         y = _to_numpy(y)
         x = _to_numpy(x)
         if len(x):
-            axes.plot(x, y, fmt)
+            axes.plot(x, y, fmt, label=label)
         else:
-            axes.plot(y, fmt)
+            axes.plot(y, fmt, label=label)
     axes.set_xscale(xscale)
     axes.set_yscale(yscale)
     if xlim:
@@ -122,7 +123,7 @@ def plot(
     if title:
         axes.set_title(title)
     if legend:
-        axes.legend(legend)
+        axes.legend()  # lines carry their labels, so later ax.legend() calls keep them
     axes.grid(True, alpha=0.3)
     return axes
 

@@ -118,6 +118,9 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python, NumPy (if installed) and torch; return a ``torch.Generator`` with that seed.
 
     The returned generator is handy for ``DataLoader(generator=...)`` or ``torch.randperm``.
+    It starts in the same state as the global torch RNG, so do not use it to draw the *same
+    kind* of numbers as the global RNG (e.g. data and initial weights) or both streams match;
+    use ``torch.Generator().manual_seed(another_seed)`` for a second stream.
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
