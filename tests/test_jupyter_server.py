@@ -116,6 +116,7 @@ def execute(ws_url: str, token: str, code: str, timeout: float = 120) -> dict:
                         "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
         }))
         result = {"stdout": "", "error": None, "status": None}
+        idle = False
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             raw = await conn.read_message()
@@ -131,6 +132,11 @@ def execute(ws_url: str, token: str, code: str, timeout: float = 120) -> dict:
                 result["error"] = f"{msg['content']['ename']}: {msg['content']['evalue']}"
             elif kind == "execute_reply":
                 result["status"] = msg["content"]["status"]
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True
+            # iopub output may arrive after the shell reply: wait for both the reply and the
+            # kernel's "idle" status, which comes after every output of this request
+            if idle and result["status"] is not None:
                 break
         conn.close()
         return result
