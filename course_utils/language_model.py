@@ -11,12 +11,13 @@ shape ``(batch, num_steps)``, ``logits`` of shape ``(batch, num_steps, vocab_siz
   with a progress bar and live plot, and returns a :class:`LMHistory`.
 * :func:`generate` — continue a prefix greedily or by sampling.
 
-Copy with ``plotting.py`` (for the live plot).
+Copy with ``plotting.py`` (for the live plot) and ``checkpoints.py`` (for ``checkpoint_path``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
@@ -24,6 +25,8 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .checkpoints import restore_training_state, save_checkpoint, training_state
 
 __all__ = [
     "detach_state",
@@ -147,6 +150,8 @@ def train_language_model(
     progress: bool | None = None,
     plot: bool = True,
     on_epoch_end: Callable[[int, LMHistory], None] | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
 ) -> LMHistory:
     """Train a language model with next-token cross-entropy; return its :class:`LMHistory`.
 
@@ -155,6 +160,10 @@ def train_language_model(
     starts fresh every batch. ``grad_clip`` clips the global gradient norm (``None`` turns it
     off; the mean pre-clipping norm per epoch is recorded). Validation perplexity is computed
     every ``eval_every`` epochs and at the end.
+
+    ``checkpoint_path`` saves model, optimizer, scheduler, RNG states (global and the loader's)
+    and history atomically after every epoch; ``resume=True`` continues from that file if it
+    exists, giving the same parameters as a run that was never interrupted.
     """
     if not isinstance(num_epochs, int) or num_epochs <= 0:
         raise ValueError(f"num_epochs must be a positive int, got {num_epochs!r}")
@@ -162,17 +171,24 @@ def train_language_model(
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
     if eval_every <= 0:
         raise ValueError(f"eval_every must be positive, got {eval_every}")
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs a checkpoint_path")
     device = torch.device(device) if device is not None else next(net.parameters()).device
     net.to(device)
     if sequential is None:
         sequential = bool(getattr(train_iter, "sequential", False))
     history = LMHistory()
+    done = 0
+    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
+        done, saved = restore_training_state(checkpoint_path, net, optimizer, scheduler,
+                                             loader=train_iter, map_location=device)
+        history = LMHistory(**saved)
     bar = None
     if progress is not False:
         from tqdm.auto import tqdm
 
         try:
-            total = len(train_iter) * num_epochs  # type: ignore[arg-type]
+            total = len(train_iter) * max(0, num_epochs - done)  # type: ignore[arg-type]
         except TypeError:
             total = None
         bar = tqdm(total=total, desc="training", unit="batch", leave=False,
@@ -183,8 +199,10 @@ def train_language_model(
 
         live = LivePlot(xlabel="epoch", ylabel="perplexity", legend=["train", "validation"],
                         xlim=(1, num_epochs), show=None)
+        for i, e in enumerate(history.epoch):
+            live.add(e, {"train": history.train_ppl[i], "validation": history.val_ppl[i]})
     try:
-        for epoch in range(1, num_epochs + 1):
+        for epoch in range(done + 1, num_epochs + 1):
             net.train()
             state = None
             loss_sum = torch.zeros((), device=device)
@@ -232,6 +250,9 @@ def train_language_model(
             history.grad_norm.append(norm_sum / batches if grad_clip is not None else float("nan"))
             if live is not None:
                 live.add(epoch, {"train": train_ppl, "validation": val_ppl})
+            if checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, training_state(
+                    net, optimizer, scheduler, epoch=epoch, history=history.as_dict(), loader=train_iter))
             if on_epoch_end is not None:
                 on_epoch_end(epoch, history)
     finally:

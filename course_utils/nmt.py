@@ -14,7 +14,8 @@ Decoding (:func:`greedy_search`, :func:`beam_search`) only needs a step function
 ``step(token, state) -> (log_probs over the vocabulary, state)``, so it can be tested on toy
 models. :func:`translate` builds that from a model.
 
-Copy with ``datafiles.py``, ``loaders.py``, ``text.py`` (the ``Vocab``) and ``plotting.py``.
+Copy with ``datafiles.py``, ``loaders.py``, ``text.py`` (the ``Vocab``), ``plotting.py`` and
+``checkpoints.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import restore_training_state, save_checkpoint, training_state
 from .datafiles import ensure_file
 from .loaders import tensor_loader
 from .text import Vocab
@@ -257,23 +259,40 @@ def train_seq2seq(
     device: torch.device | str | None = None,
     *,
     grad_clip: float | None = 1.0,
+    scheduler: Any = None,
     progress: bool | None = None,
     plot: bool = True,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    on_epoch_end: Callable[[int, Seq2SeqHistory], None] | None = None,
 ) -> Seq2SeqHistory:
-    """Teacher-forced training with the masked loss and gradient clipping; returns the history."""
+    """Teacher-forced training with the masked loss and gradient clipping; returns the history.
+
+    ``scheduler`` is stepped once per epoch. ``checkpoint_path`` saves model, optimizer,
+    scheduler, RNG states (global and the loader's) and history atomically after every epoch;
+    ``resume=True`` continues from that file if it exists, giving the same parameters as an
+    uninterrupted run. ``on_epoch_end(epoch, history)`` is called after each epoch.
+    """
     if not isinstance(num_epochs, int) or num_epochs <= 0:
         raise ValueError(f"num_epochs must be a positive int, got {num_epochs!r}")
     if grad_clip is not None and grad_clip <= 0:
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs a checkpoint_path")
     device = torch.device(device) if device is not None else next(net.parameters()).device
     net.to(device)
     history = Seq2SeqHistory()
+    done = 0
+    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
+        done, saved = restore_training_state(checkpoint_path, net, optimizer, scheduler,
+                                             loader=train_iter, map_location=device)
+        history = Seq2SeqHistory(**saved)
     bar = None
     if progress is not False:
         from tqdm.auto import tqdm
 
         try:
-            total = len(train_iter) * num_epochs  # type: ignore[arg-type]
+            total = len(train_iter) * max(0, num_epochs - done)  # type: ignore[arg-type]
         except TypeError:
             total = None
         bar = tqdm(total=total, desc="training", unit="batch", leave=False,
@@ -284,10 +303,12 @@ def train_seq2seq(
 
         live = LivePlot(xlabel="epoch", ylabel="loss per token", legend=["train", "validation"],
                         xlim=(1, num_epochs))
+        for i, e in enumerate(history.epoch):
+            live.add(e, {"train": history.train_loss[i], "validation": history.val_loss[i]})
     try:
-        for epoch in range(1, num_epochs + 1):
+        for epoch in range(done + 1, num_epochs + 1):
             net.train()
-            loss_sum, tokens = 0.0, 0
+            loss_sum, tokens, batches = 0.0, 0, 0
             tic = time.perf_counter()
             for src, src_len, tgt_in, tgt, tgt_len in train_iter:
                 src, src_len, tgt_in, tgt, tgt_len = (t.to(device) for t in (src, src_len, tgt_in, tgt, tgt_len))
@@ -298,9 +319,11 @@ def train_seq2seq(
                     nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
                 optimizer.step()
                 value = float(loss.detach())
+                batches += 1
                 if not math.isfinite(value):
-                    raise FloatingPointError(f"the training loss became {value} in epoch {epoch}; "
-                                             "try a lower learning rate or gradient clipping")
+                    raise FloatingPointError(
+                        f"the training loss became {value} in epoch {epoch}, batch {batches}; "
+                        "try a lower learning rate or gradient clipping (grad_clip=...)")
                 n = int(tgt_len.sum())
                 loss_sum += value * n
                 tokens += n
@@ -308,6 +331,8 @@ def train_seq2seq(
                     bar.update(1)
             if tokens == 0:
                 raise ValueError("the training data yielded no batches")
+            if scheduler is not None:
+                scheduler.step()
             seconds = time.perf_counter() - tic
             val_loss = evaluate_seq2seq_loss(net, val_iter, device) if val_iter is not None else None
             history.epoch.append(epoch)
@@ -319,6 +344,11 @@ def train_seq2seq(
                 bar.set_postfix(epoch=epoch, loss=f"{loss_sum / tokens:.3f}")
             if live is not None:
                 live.add(epoch, {"train": loss_sum / tokens, "validation": val_loss})
+            if checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, training_state(
+                    net, optimizer, scheduler, epoch=epoch, history=history.as_dict(), loader=train_iter))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, history)
     finally:
         if bar is not None:
             bar.close()
@@ -351,8 +381,10 @@ def beam_search(
 ) -> tuple[list[int], float]:
     """Beam search; return the candidate with the best length-normalized score ``log P / L**alpha``.
 
-    Each step expands every live hypothesis by every token and keeps the ``beam_size`` best by
-    total log-probability. A hypothesis that emits ``<eos>`` (or reaches ``max_len`` tokens)
+    Each step expands every live hypothesis and keeps the ``beam_size`` best by total
+    log-probability. Only each hypothesis's ``beam_size`` most likely next tokens can be among
+    those, so only they are expanded (the same result as expanding the whole vocabulary, at a
+    cost independent of its size). A hypothesis that emits ``<eos>`` (or reaches ``max_len`` tokens)
     becomes a candidate. ``L`` counts the generated tokens including ``<eos>``. With
     ``beam_size=1`` this is greedy search; with a beam as large as the number of possible
     sequences it is exhaustive search.
@@ -365,9 +397,9 @@ def beam_search(
         expansions = []
         for tokens, logp, st, last in live:
             log_probs, new_state = step(last, st)
-            log_probs = log_probs.detach().float().cpu()
-            for token in range(log_probs.shape[0]):
-                expansions.append((tokens, logp + float(log_probs[token]), new_state, token))
+            top = torch.topk(log_probs.detach().float().cpu(), min(beam_size, log_probs.shape[0]))
+            for value, token in zip(top.values.tolist(), top.indices.tolist()):
+                expansions.append((tokens, logp + value, new_state, token))
         expansions.sort(key=lambda e: -e[1])
         live = []
         for tokens, logp, st, token in expansions[:beam_size]:

@@ -4,7 +4,8 @@
 device, shows a progress bar and a live loss/accuracy plot, stops with a clear error if the
 loss diverges, can checkpoint and resume, and returns a :class:`History` you can assert on.
 
-Copy with ``plotting.py`` (for the live plot) and ``distributed.py`` (for ``torchrun``).
+Copy with ``checkpoints.py``, ``plotting.py`` (for the live plot) and ``distributed.py`` (for
+``torchrun``).
 
 >>> import torch
 >>> from torch import nn
@@ -23,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +33,13 @@ import torch
 from torch import nn
 
 from . import distributed as _distributed
+from .checkpoints import (
+    CheckpointError,
+    load_checkpoint,
+    restore_training_state,
+    save_checkpoint,
+    training_state,
+)
 
 __all__ = [
     "Accumulator",
@@ -205,108 +212,9 @@ class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint does not fit the model/optimizer it is loaded into."""
-
-
 class _Optimizer(Protocol):
     def zero_grad(self) -> None: ...
     def step(self) -> Any: ...
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    try:
-        import numpy as np
-
-        name, key, pos, has_gauss, cached = np.random.get_state()
-        # plain types and tensors only, so that weights_only=True can load it
-        state["numpy"] = [name, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, cached]
-    except ImportError:  # pragma: no cover
-        pass
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if "numpy" in state:
-        import numpy as np
-
-        name, key, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
-
-
-def _loader_generator(loader: Any) -> torch.Generator | None:
-    """The torch.Generator that shuffles ``loader``, if it has one we can find."""
-    sampler = getattr(loader, "batch_sampler", None) or getattr(loader, "sampler", None)
-    for _ in range(3):
-        if sampler is None:
-            return None
-        gen = getattr(sampler, "generator", None)
-        if isinstance(gen, torch.Generator):
-            return gen
-        sampler = getattr(sampler, "sampler", None)
-    return None
-
-
-def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Write ``state`` with ``torch.save`` to a temporary file, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def load_checkpoint(
-    path: str | os.PathLike[str], map_location: str | torch.device | None = "cpu"
-) -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain data, never code.
-
-    A file that would need arbitrary unpickling (e.g. one that runs code when loaded) is
-    refused with :class:`CheckpointError`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError/RuntimeError variants
-        raise CheckpointError(
-            f"refusing to load {path}: it is not a plain-data checkpoint ({err.__class__.__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}). Only load files you trust."
-        ) from err
-
-
-def _load_model_state(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(
-        k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape)
-    )
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected}")
-        if mismatched:
-            parts.append(
-                "shape mismatch for "
-                + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched)
-            )
-        raise CheckpointError(f"checkpoint {path} is for a different model: " + "; ".join(parts))
-    net.load_state_dict(state)
 
 
 def _autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager[Any]:
@@ -401,18 +309,9 @@ def train_classifier(
     start_epoch = 0
     ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
     if resume and ckpt is not None and ckpt.exists():
-        state = load_checkpoint(ckpt, map_location=device)
-        _load_model_state(net, state["model"], ckpt)
-        if hasattr(optimizer, "load_state_dict") and "optimizer" in state:
-            optimizer.load_state_dict(state["optimizer"])  # type: ignore[attr-defined]
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        gen = _loader_generator(train_iter)
-        if gen is not None and state.get("loader_rng") is not None:
-            gen.set_state(state["loader_rng"])
-        history = History(**state["history"])
-        start_epoch = int(state["epoch"])
+        start_epoch, saved = restore_training_state(ckpt, net, optimizer, scheduler, loader=train_iter,
+                                                    map_location=device)
+        history = History(**saved)
 
     try:
         num_batches = len(train_iter)  # type: ignore[arg-type]
@@ -527,16 +426,8 @@ def train_classifier(
                 live.add(epoch + 1, {"train loss": train_loss, "train acc": history.train_acc[-1],
                                      "test acc": test_acc})
             if ckpt is not None and main_process:
-                gen = _loader_generator(train_iter)
-                save_checkpoint(ckpt, {
-                    "model": net.state_dict(),
-                    "optimizer": optimizer.state_dict() if hasattr(optimizer, "state_dict") else None,  # type: ignore[attr-defined]
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "rng": _rng_state(),
-                    "loader_rng": gen.get_state() if gen is not None else None,
-                    "epoch": epoch + 1,
-                    "history": history.as_dict(),
-                })
+                save_checkpoint(ckpt, training_state(net, optimizer, scheduler, epoch=epoch + 1,
+                                                     history=history.as_dict(), loader=train_iter))
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, history)
     finally:

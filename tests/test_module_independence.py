@@ -15,10 +15,10 @@ THIRD_PARTY = {"torch", "numpy", "matplotlib", "tqdm", "IPython"}
 ALLOWED_SIBLINGS = {
     "fashion_mnist": {"datafiles", "loaders", "image_batches"},
     "cifar10": {"datafiles", "loaders", "image_batches"},
-    "training": {"plotting", "distributed"},
-    "language_model": {"plotting"},
+    "training": {"plotting", "distributed", "checkpoints"},
+    "language_model": {"plotting", "checkpoints"},
     "text": {"datafiles"},
-    "nmt": {"datafiles", "loaders", "text", "plotting"},
+    "nmt": {"datafiles", "loaders", "text", "plotting", "checkpoints"},
     "__main__": {"datafiles", "settings"},
 }
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")

@@ -232,3 +232,36 @@ def test_train_seq2seq_and_translate():
         nmt.train_seq2seq(net, [], None, torch.optim.SGD(net.parameters(), lr=0.1), 1, plot=False, progress=False)
     with pytest.raises(ValueError, match="empty"):
         nmt.evaluate_seq2seq_loss(net, [])
+
+
+def beam_search_full_expansion(step, state, bos, eos, max_len, beam_size, alpha):
+    """The textbook beam search: expand every hypothesis by every vocabulary token."""
+    live, candidates = [([], 0.0, state, bos)], []
+    for t in range(max_len):
+        expansions = []
+        for tokens, logp, st, last in live:
+            log_probs, new_state = step(last, st)
+            expansions += [(tokens, logp + float(log_probs[k]), new_state, k) for k in range(len(log_probs))]
+        expansions.sort(key=lambda e: -e[1])
+        live = []
+        for tokens, logp, st, token in expansions[:beam_size]:
+            if token == eos or t == max_len - 1:
+                candidates.append((tokens + ([] if token == eos else [token]), logp, len(tokens) + 1))
+            else:
+                live.append((tokens + [token], logp, st, token))
+        if not live:
+            break
+    best = max(candidates, key=lambda c: c[1] / c[2] ** alpha)
+    return best[0], best[1] / best[2] ** alpha
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("beam_size", [2, 3, 5])
+def test_beam_search_matches_full_vocabulary_expansion_on_a_large_vocabulary(seed, beam_size):
+    g = torch.Generator().manual_seed(seed)
+    vocab, bos, eos, max_len = 200, 1, 2, 7
+    table = torch.log_softmax(torch.randn(vocab, vocab, generator=g) * 3, dim=-1)
+    step = toy_step(table)
+    expected = beam_search_full_expansion(step, 0, bos, eos, max_len, beam_size, 0.75)
+    tokens, score = nmt.beam_search(step, 0, bos, eos, max_len, beam_size, alpha=0.75)
+    assert tokens == expected[0] and score == pytest.approx(expected[1])
