@@ -5,6 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JOBS ?= auto
+RUN_JOBS ?= 1
 D2L_VERSION := 1.0.3
 
 .PHONY: help setup lab test test-unit test-notebooks run outputs check-outputs doctor bench clean
@@ -12,7 +13,7 @@ D2L_VERSION := 1.0.3
 help:
 	@echo "make lab      set up .venv and open JupyterLab on notebooks/"
 	@echo "make test     set up .venv if needed and run the whole test suite (smoke mode)"
-	@echo "make run      execute every notebook into build/ (COURSE_SMOKE=1 for the quick mode)"
+	@echo "make run      execute every notebook into build/ (COURSE_SMOKE=1 quick mode, RUN_JOBS=2 two at a time)"
 	@echo "make outputs  re-generate the outputs nbval checks and strip all others"
 	@echo "make doctor   print versions, the chosen device and the data status"
 	@echo "make bench    run the benchmarks (results in benchmarks/results/)"
@@ -43,7 +44,7 @@ test-notebooks: $(STAMP)
 	COURSE_SMOKE=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env notebooks $(PYTEST_ARGS)
 
 run: $(STAMP)
-	$(PY) tools/run_notebooks.py $(NOTEBOOKS)
+	$(PY) tools/run_notebooks.py --jobs $(RUN_JOBS) $(NOTEBOOKS)
 
 outputs: $(STAMP)
 	COURSE_SMOKE=1 $(PY) tools/notebook_outputs.py refresh $(NOTEBOOKS)

@@ -150,3 +150,13 @@ def test_seq2seq_resume_equals_uninterrupted_run(tmp_path):
     assert h_resumed.epoch == [1, 2, 3]
     assert h_resumed.val_loss == pytest.approx(h_straight.val_loss, rel=1e-6)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * 0.9**3)
+
+
+def test_seq2seq_divergence_names_epoch_and_batch():
+    data = nmt.load_data_nmt(32, 6, num_examples=160, seed=2)
+    net = TinyDropoutSeq2Seq(len(data.src_vocab), len(data.tgt_vocab))
+    with torch.no_grad():
+        net.out.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="epoch 1, batch 1.*learning rate.*grad_clip"):
+        nmt.train_seq2seq(net, data.train_iter, None, torch.optim.SGD(net.parameters(), lr=0.1), 1,
+                          plot=False, progress=False)

@@ -6,9 +6,12 @@ its last plot in ``build/thumbs/``, and its key results (what the notebook passe
 ``build/report.md`` / ``build/report.html``. A failing notebook does not stop the others; the
 summary names its failing cell. Exit status 1 if any notebook failed.
 
-Full mode by default; ``COURSE_SMOKE=1`` for the quick mode.
+Full mode by default; ``COURSE_SMOKE=1`` for the quick mode. ``--jobs N`` runs N notebooks at
+a time, each kernel with ``cores // N`` torch threads (unless ``OMP_NUM_THREADS`` is set), which
+on a CPU finishes the whole course sooner than one kernel using every core: small models do
+not scale across threads.
 
-    python tools/run_notebooks.py [NOTEBOOK ...] [--out build] [--timeout 3600]
+    python tools/run_notebooks.py [NOTEBOOK ...] [--out build] [--timeout 3600] [--jobs 1]
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import argparse
 import base64
 import html
 import json
+import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +91,7 @@ def save_thumbnail(nb: nbformat.NotebookNode, target: Path) -> str:
     return str(target)
 
 
-def run_one(path: Path, out_dir: Path, timeout: int) -> Outcome:
+def run_one(path: Path, out_dir: Path, timeout: int, threads: int | None = None) -> Outcome:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
     from nbconvert import HTMLExporter
@@ -96,12 +101,15 @@ def run_one(path: Path, out_dir: Path, timeout: int) -> Outcome:
     results_file = out_dir / "results" / f"{path.stem}.jsonl"
     results_file.parent.mkdir(parents=True, exist_ok=True)
     results_file.unlink(missing_ok=True)
-    os.environ["COURSE_RESULTS_FILE"] = str(results_file)
+    env = dict(os.environ, COURSE_RESULTS_FILE=str(results_file))
+    if threads is not None:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, str(threads))
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     tic = time.perf_counter()
     try:
-        client.execute()
+        client.execute(env=env)
     except CellExecutionError:
         outcome.status = "FAILED"
         outcome.failing_cell = failing_cell(nb)
@@ -110,7 +118,6 @@ def run_one(path: Path, out_dir: Path, timeout: int) -> Outcome:
         outcome.failing_cell = f"{type(err).__name__}: {str(err)[:200]}"
     finally:
         outcome.seconds = time.perf_counter() - tic
-        os.environ.pop("COURSE_RESULTS_FILE", None)
     nbformat.write(nb, out_dir / path.name)
     body, _ = HTMLExporter().from_notebook_node(nb)
     (out_dir / f"{path.stem}.html").write_text(body, encoding="utf-8")
@@ -171,17 +178,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*")
     parser.add_argument("--out", default=str(REPO / "build"))
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks run at the same time")
     args = parser.parse_args(argv)
-    out_dir = Path(args.out)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    out_dir = Path(args.out).resolve()  # kernels run in notebooks/, so no relative paths
     out_dir.mkdir(parents=True, exist_ok=True)
     smoke = os.environ.get("COURSE_SMOKE", "") not in ("", "0")
     paths = find_notebooks(args.notebooks)
-    outcomes = []
-    for i, path in enumerate(paths, start=1):
-        print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
-        outcome = run_one(path, out_dir, args.timeout)
-        print(f"{outcome.status} in {outcome.seconds:.1f} s", flush=True)
-        outcomes.append(outcome)
+    outcomes: list[Outcome] = []
+    if args.jobs == 1:
+        for i, path in enumerate(paths, start=1):
+            print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
+            outcome = run_one(path, out_dir, args.timeout)
+            print(f"{outcome.status} in {outcome.seconds:.1f} s", flush=True)
+            outcomes.append(outcome)
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // args.jobs)
+        print(f"running {len(paths)} notebooks, {args.jobs} at a time, {threads} thread(s) each", flush=True)
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(run_one, path, out_dir, args.timeout, threads) for path in paths]
+            for i, (path, future) in enumerate(zip(paths, futures), start=1):
+                outcome = future.result()
+                print(f"[{i}/{len(paths)}] {path.name} {outcome.status} in {outcome.seconds:.1f} s", flush=True)
+                outcomes.append(outcome)
     print()
     print(write_reports(outcomes, out_dir, smoke))
     print(f"executed notebooks, HTML and report in {out_dir}/")
