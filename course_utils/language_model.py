@@ -183,24 +183,15 @@ def train_language_model(
         done, saved = restore_training_state(checkpoint_path, net, optimizer, scheduler,
                                              loader=train_iter, map_location=device)
         history = LMHistory(**saved)
-    bar = None
-    if progress is not False:
-        from tqdm.auto import tqdm
 
-        try:
-            total = len(train_iter) * max(0, num_epochs - done)  # type: ignore[arg-type]
-        except TypeError:
-            total = None
-        bar = tqdm(total=total, desc="training", unit="batch", leave=False,
-                   disable=None if progress is None else False)
-    live = None
-    if plot:
-        from .plotting import LivePlot
+    from .plotting import TrainingMonitor
 
-        live = LivePlot(xlabel="epoch", ylabel="perplexity", legend=["train", "validation"],
-                        xlim=(1, num_epochs), show=None)
-        for i, e in enumerate(history.epoch):
-            live.add(e, {"train": history.train_ppl[i], "validation": history.val_ppl[i]})
+    monitor = TrainingMonitor(legend=["train", "validation"], ylabel="perplexity", num_epochs=num_epochs,
+                              batches_per_epoch=train_iter, done_epochs=done,
+                              progress=progress, plot=plot)
+    for i, e in enumerate(history.epoch):
+        monitor.epoch(e, {"train": history.train_ppl[i], "validation": history.val_ppl[i]})
+
     try:
         for epoch in range(done + 1, num_epochs + 1):
             net.train()
@@ -230,10 +221,9 @@ def train_language_model(
                 loss_sum += loss.detach() * Y.numel()
                 tokens += Y.numel()
                 batches += 1
-                if bar is not None:
-                    bar.update(1)
-                    if batches % 20 == 1:
-                        bar.set_postfix(epoch=epoch, ppl=f"{math.exp(value):.2f}")
+                if batches % 20 == 1:
+                    monitor.note(epoch=epoch, ppl=f"{math.exp(value):.2f}")
+                monitor.step()
             if tokens == 0:
                 raise ValueError("the training data yielded no batches")
             if scheduler is not None:
@@ -248,18 +238,14 @@ def train_language_model(
             history.val_ppl.append(val_ppl)
             history.tokens_per_sec.append(tokens / seconds if seconds > 0 else float("inf"))
             history.grad_norm.append(norm_sum / batches if grad_clip is not None else float("nan"))
-            if live is not None:
-                live.add(epoch, {"train": train_ppl, "validation": val_ppl})
+            monitor.epoch(epoch, {"train": train_ppl, "validation": val_ppl})
             if checkpoint_path is not None:
                 save_checkpoint(checkpoint_path, training_state(
                     net, optimizer, scheduler, epoch=epoch, history=history.as_dict(), loader=train_iter))
             if on_epoch_end is not None:
                 on_epoch_end(epoch, history)
     finally:
-        if bar is not None:
-            bar.close()
-        if live is not None:
-            live.finish()
+        monitor.close()
     return history
 
 

@@ -287,24 +287,15 @@ def train_seq2seq(
         done, saved = restore_training_state(checkpoint_path, net, optimizer, scheduler,
                                              loader=train_iter, map_location=device)
         history = Seq2SeqHistory(**saved)
-    bar = None
-    if progress is not False:
-        from tqdm.auto import tqdm
 
-        try:
-            total = len(train_iter) * max(0, num_epochs - done)  # type: ignore[arg-type]
-        except TypeError:
-            total = None
-        bar = tqdm(total=total, desc="training", unit="batch", leave=False,
-                   disable=None if progress is None else False)
-    live = None
-    if plot:
-        from .plotting import LivePlot
+    from .plotting import TrainingMonitor
 
-        live = LivePlot(xlabel="epoch", ylabel="loss per token", legend=["train", "validation"],
-                        xlim=(1, num_epochs))
-        for i, e in enumerate(history.epoch):
-            live.add(e, {"train": history.train_loss[i], "validation": history.val_loss[i]})
+    monitor = TrainingMonitor(legend=["train", "validation"], ylabel="loss per token", num_epochs=num_epochs,
+                              batches_per_epoch=train_iter, done_epochs=done,
+                              progress=progress, plot=plot)
+    for i, e in enumerate(history.epoch):
+        monitor.epoch(e, {"train": history.train_loss[i], "validation": history.val_loss[i]})
+
     try:
         for epoch in range(done + 1, num_epochs + 1):
             net.train()
@@ -327,8 +318,7 @@ def train_seq2seq(
                 n = int(tgt_len.sum())
                 loss_sum += value * n
                 tokens += n
-                if bar is not None:
-                    bar.update(1)
+                monitor.step()
             if tokens == 0:
                 raise ValueError("the training data yielded no batches")
             if scheduler is not None:
@@ -340,20 +330,15 @@ def train_seq2seq(
             history.val_loss.append(val_loss)
             history.tokens_per_sec.append(tokens / seconds if seconds > 0 else float("inf"))
             history.seconds.append(seconds)
-            if bar is not None:
-                bar.set_postfix(epoch=epoch, loss=f"{loss_sum / tokens:.3f}")
-            if live is not None:
-                live.add(epoch, {"train": loss_sum / tokens, "validation": val_loss})
+            monitor.note(epoch=epoch, loss=f"{loss_sum / tokens:.3f}")
+            monitor.epoch(epoch, {"train": loss_sum / tokens, "validation": val_loss})
             if checkpoint_path is not None:
                 save_checkpoint(checkpoint_path, training_state(
                     net, optimizer, scheduler, epoch=epoch, history=history.as_dict(), loader=train_iter))
             if on_epoch_end is not None:
                 on_epoch_end(epoch, history)
     finally:
-        if bar is not None:
-            bar.close()
-        if live is not None:
-            live.finish()
+        monitor.close()
     return history
 
 

@@ -1,8 +1,10 @@
 """Plotting helpers: figure size, multi-line plots, image grids and a live training plot.
 
 :class:`LivePlot` redraws one figure in place inside Jupyter; in plain Python or CI (no
-display) it draws nothing on screen, and can save a PNG instead (``save_path``). Depends on
-matplotlib and (optionally) IPython, so it can be copied alone.
+display) it draws nothing on screen, and can save a PNG instead (``save_path``).
+:class:`TrainingMonitor` is what a training loop shows while it runs: a progress bar over the
+batches and a :class:`LivePlot` of the per-epoch metrics. Depends on matplotlib and (optionally)
+IPython and tqdm, so it can be copied alone.
 
 >>> from course_utils.plotting import plot
 >>> ax = plot([0, 1, 2], [[0, 1, 4], [0, 1, 8]], xlabel="x", ylabel="y", legend=["x²", "x³"])
@@ -32,7 +34,7 @@ if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND") and os.nam
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["set_figsize", "plot", "show_images", "LivePlot", "in_notebook"]
+__all__ = ["set_figsize", "plot", "show_images", "LivePlot", "TrainingMonitor", "in_notebook"]
 
 
 def in_notebook() -> bool:
@@ -264,3 +266,82 @@ class LivePlot:
             tmp = self.save_path.with_name(self.save_path.name + ".tmp.png")
             fig.savefig(tmp, dpi=100)
             os.replace(tmp, self.save_path)
+
+
+class TrainingMonitor:
+    """A training loop's display: a tqdm progress bar over batches and a live per-epoch plot.
+
+    ``progress``: ``None`` shows the bar where tqdm decides (not in a non-interactive log),
+    ``True`` always, ``False`` never. ``plot`` shows the live plot in a notebook and
+    ``plot_path`` saves it as a PNG. ``active=False`` (e.g. on every process but rank 0 under
+    ``torchrun``) turns both off. ``batches_per_epoch`` is a count, or the training loader itself
+    (its ``len()``, if it has one; otherwise the bar shows a count without a total). ``done_epochs`` are epochs a resumed run has already done: the
+    bar counts only the rest; pass their values with :meth:`epoch` to redraw them.
+
+    >>> with TrainingMonitor(legend=["train", "validation"], num_epochs=2, batches_per_epoch=3,
+    ...                      progress=False, plot=False) as monitor:
+    ...     for epoch in (1, 2):
+    ...         for _ in range(3):
+    ...             monitor.step(loss="0.5")
+    ...         monitor.epoch(epoch, {"train": 0.5, "validation": None})
+    """
+
+    def __init__(
+        self,
+        *,
+        legend: Sequence[str],
+        num_epochs: int,
+        batches_per_epoch: int | Any | None,
+        done_epochs: int = 0,
+        ylabel: str | None = None,
+        progress: bool | None = None,
+        plot: bool = True,
+        plot_path: str | os.PathLike[str] | None = None,
+        active: bool = True,
+    ) -> None:
+        self.bar: Any = None
+        self.live: LivePlot | None = None
+        if batches_per_epoch is not None and not isinstance(batches_per_epoch, int):
+            try:
+                batches_per_epoch = len(batches_per_epoch)
+            except TypeError:  # an iterable without a length
+                batches_per_epoch = None
+        if active and progress is not False:
+            from tqdm.auto import tqdm
+
+            total = None if batches_per_epoch is None else batches_per_epoch * max(0, num_epochs - done_epochs)
+            self.bar = tqdm(total=total, desc="training", unit="batch", leave=False,
+                            disable=None if progress is None else False)
+        if active and (plot or plot_path is not None):
+            self.live = LivePlot(xlabel="epoch", ylabel=ylabel, legend=legend, xlim=(1, num_epochs),
+                                 save_path=plot_path, show=None if plot else False)
+
+    def step(self, **postfix: Any) -> None:
+        """One batch done; ``postfix`` (e.g. ``loss="0.42"``) updates the bar's text."""
+        if self.bar is not None:
+            if postfix:
+                self.bar.set_postfix(**postfix)
+            self.bar.update(1)
+
+    def note(self, **postfix: Any) -> None:
+        """Update the bar's text without counting a batch."""
+        if self.bar is not None:
+            self.bar.set_postfix(**postfix)
+
+    def epoch(self, epoch: int, values: Mapping[str, float | None]) -> None:
+        """Add one epoch's values to the live plot (``None`` values are skipped)."""
+        if self.live is not None:
+            self.live.add(epoch, values)
+
+    def close(self) -> None:
+        """Close the bar and draw the plot a last time."""
+        if self.bar is not None:
+            self.bar.close()
+        if self.live is not None:
+            self.live.finish()
+
+    def __enter__(self) -> "TrainingMonitor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

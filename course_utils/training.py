@@ -313,28 +313,14 @@ def train_classifier(
                                                     map_location=device)
         history = History(**saved)
 
-    try:
-        num_batches = len(train_iter)  # type: ignore[arg-type]
-    except TypeError:
-        num_batches = None
+    from .plotting import TrainingMonitor
 
-    bar = None
-    if progress is not False and main_process:
-        from tqdm.auto import tqdm
-
-        total = None if num_batches is None else num_batches * (num_epochs - start_epoch)
-        bar = tqdm(total=total, desc="training", unit="batch", leave=False,
-                   disable=None if progress is None else False)
-
-    live = None
-    if (plot or plot_path is not None) and main_process:
-        from .plotting import LivePlot
-
-        live = LivePlot(xlabel="epoch", legend=["train loss", "train acc", "test acc"],
-                        xlim=(1, num_epochs), save_path=plot_path, show=None if plot else False)
-        for i, e in enumerate(history.epoch):
-            live.add(e, {"train loss": history.train_loss[i], "train acc": history.train_acc[i],
-                         "test acc": history.test_acc[i]})
+    monitor = TrainingMonitor(legend=["train loss", "train acc", "test acc"], num_epochs=num_epochs,
+                              batches_per_epoch=train_iter, done_epochs=start_epoch,
+                              progress=progress, plot=plot, plot_path=plot_path, active=main_process)
+    for i, e in enumerate(history.epoch):
+        monitor.epoch(e, {"train loss": history.train_loss[i], "train acc": history.train_acc[i],
+                          "test acc": history.test_acc[i]})
 
     check_each_batch = device.type == "cpu"
     try:
@@ -387,10 +373,9 @@ def train_classifier(
                             f"{batch_idx}{where}. Try a lower learning rate, gradient clipping "
                             "(grad_clip=...), or check the input data for NaNs."
                         )
-                    if bar is not None and (batch_idx % sync_every == 0 or batch_idx == 1):
-                        bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}")
-                if bar is not None:
-                    bar.update(1)
+                    if batch_idx % sync_every == 0 or batch_idx == 1:
+                        monitor.note(epoch=epoch + 1, loss=f"{running:.3f}")
+                monitor.step()
             if seen == 0:
                 raise ValueError("the training data loader yielded no batches")
             if ddp is not None:
@@ -422,17 +407,13 @@ def train_classifier(
             history.test_acc.append(test_acc)
             history.examples_per_sec.append(seen / seconds if seconds > 0 else float("inf"))
             history.seconds.append(seconds)
-            if live is not None:
-                live.add(epoch + 1, {"train loss": train_loss, "train acc": history.train_acc[-1],
-                                     "test acc": test_acc})
+            monitor.epoch(epoch + 1, {"train loss": train_loss, "train acc": history.train_acc[-1],
+                                      "test acc": test_acc})
             if ckpt is not None and main_process:
                 save_checkpoint(ckpt, training_state(net, optimizer, scheduler, epoch=epoch + 1,
                                                      history=history.as_dict(), loader=train_iter))
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, history)
     finally:
-        if bar is not None:
-            bar.close()
-        if live is not None:
-            live.finish()
+        monitor.close()
     return history

@@ -96,3 +96,30 @@ def test_live_plot_updates_one_display_in_notebooks(monkeypatch):
 
 def test_in_notebook_is_false_in_pytest():
     assert plotting.in_notebook() is False
+
+
+def test_training_monitor_counts_remaining_batches_and_saves_plot(tmp_path):
+    png = tmp_path / "curves.png"
+    with plotting.TrainingMonitor(legend=["train", "validation"], num_epochs=5, batches_per_epoch=4,
+                                  done_epochs=2, progress=True, plot=False, plot_path=png) as monitor:
+        assert monitor.bar.total == 12  # 3 epochs left of 4 batches
+        monitor.epoch(1, {"train": 1.0, "validation": None})  # a resumed run redraws its past
+        for _ in range(4):
+            monitor.step(loss="0.5")
+        monitor.note(epoch=3)
+        monitor.epoch(3, {"train": 0.5, "validation": 0.7})
+        assert monitor.bar.n == 4
+    assert png.exists() and monitor.live.ys["train"] == [1.0, 0.5]
+    silent = plotting.TrainingMonitor(legend=["x"], num_epochs=1, batches_per_epoch=None,
+                                      plot_path=png, active=False)
+    assert silent.bar is None and silent.live is None
+    silent.step(); silent.epoch(1, {"x": 1.0}); silent.close()  # all no-ops
+
+
+def test_training_monitor_takes_the_loader_length():
+    with plotting.TrainingMonitor(legend=["x"], num_epochs=2, batches_per_epoch=[1, 2, 3],
+                                  progress=True, plot=False) as monitor:
+        assert monitor.bar.total == 6
+    with plotting.TrainingMonitor(legend=["x"], num_epochs=2, batches_per_epoch=iter([1, 2]),
+                                  progress=True, plot=False) as monitor:
+        assert monitor.bar.total is None
