@@ -36,17 +36,3 @@ def pytest_configure(config: pytest.Config) -> None:
         threads = str(max(1, cores // int(workers)))
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, threads)
-
-
-# nbval waits only 5 s (hard-coded) for each message a kernel sends after a cell's reply (the
-# output, then "idle"). On a loaded 2-core CI machine — a browser test in the other worker, a
-# notebook pushing live-plot updates — a kernel can take longer, and a cell that ran fine fails
-# with "Timeout of 5 seconds exceeded waiting for output". Give it a minute; a cell that really
-# hangs is still stopped by --nbval-cell-timeout.
-NBVAL_OUTPUT_TIMEOUT = 60
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if hasattr(item, "output_timeout"):  # nbval's IPyNbCell
-            item.output_timeout = NBVAL_OUTPUT_TIMEOUT  # type: ignore[attr-defined]
