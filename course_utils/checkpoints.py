@@ -7,6 +7,8 @@
 * :func:`training_state` / :func:`restore_training_state` bundle everything a loop needs to
   continue as if it had never stopped: model, optimizer, scheduler, the global RNGs (torch,
   CUDA, Python, NumPy), the data loader's own shuffling RNG, the epoch and the history.
+* :func:`resume_if_requested` is what a loop does at its start: restore when asked to and a
+  checkpoint exists, otherwise start fresh.
 * :func:`load_model_state` names the mismatched keys when a checkpoint is from another model.
 
 The training loops in :mod:`course_utils.training`, :mod:`course_utils.language_model` and
@@ -44,6 +46,7 @@ __all__ = [
     "set_loader_rng_state",
     "training_state",
     "restore_training_state",
+    "resume_if_requested",
 ]
 
 
@@ -226,3 +229,28 @@ def restore_training_state(
     if loader is not None:
         set_loader_rng_state(loader, state.get("loader_rng"))
     return int(state["epoch"]), dict(state.get("history") or {})
+
+
+def resume_if_requested(
+    checkpoint_path: str | os.PathLike[str] | None,
+    resume: bool,
+    net: nn.Module,
+    optimizer: Any = None,
+    scheduler: Any = None,
+    *,
+    loader: Any = None,
+    map_location: str | torch.device | None = "cpu",
+) -> tuple[int, dict[str, Any]]:
+    """A training loop's start: :func:`restore_training_state` if ``resume`` is true and the
+    checkpoint exists (a first run with ``resume=True`` starts fresh); otherwise ``(0, {})``.
+
+    ``resume=True`` without a ``checkpoint_path`` raises ``ValueError``.
+    """
+    if not resume:
+        return 0, {}
+    if checkpoint_path is None:
+        raise ValueError("resume=True needs a checkpoint_path")
+    if not Path(checkpoint_path).exists():
+        return 0, {}
+    return restore_training_state(checkpoint_path, net, optimizer, scheduler, loader=loader,
+                                  map_location=map_location)

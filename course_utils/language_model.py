@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import restore_training_state, save_checkpoint, training_state
+from .checkpoints import resume_if_requested, save_checkpoint, training_state
 
 __all__ = [
     "detach_state",
@@ -171,18 +171,13 @@ def train_language_model(
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
     if eval_every <= 0:
         raise ValueError(f"eval_every must be positive, got {eval_every}")
-    if resume and checkpoint_path is None:
-        raise ValueError("resume=True needs a checkpoint_path")
     device = torch.device(device) if device is not None else next(net.parameters()).device
     net.to(device)
     if sequential is None:
         sequential = bool(getattr(train_iter, "sequential", False))
-    history = LMHistory()
-    done = 0
-    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
-        done, saved = restore_training_state(checkpoint_path, net, optimizer, scheduler,
-                                             loader=train_iter, map_location=device)
-        history = LMHistory(**saved)
+    done, saved = resume_if_requested(checkpoint_path, resume, net, optimizer, scheduler,
+                                      loader=train_iter, map_location=device)
+    history = LMHistory(**saved)
 
     from .plotting import TrainingMonitor
 

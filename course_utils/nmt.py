@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import restore_training_state, save_checkpoint, training_state
+from .checkpoints import resume_if_requested, save_checkpoint, training_state
 from .datafiles import ensure_file
 from .loaders import tensor_loader
 from .text import Vocab
@@ -277,16 +277,11 @@ def train_seq2seq(
         raise ValueError(f"num_epochs must be a positive int, got {num_epochs!r}")
     if grad_clip is not None and grad_clip <= 0:
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
-    if resume and checkpoint_path is None:
-        raise ValueError("resume=True needs a checkpoint_path")
     device = torch.device(device) if device is not None else next(net.parameters()).device
     net.to(device)
-    history = Seq2SeqHistory()
-    done = 0
-    if resume and checkpoint_path is not None and os.path.exists(checkpoint_path):
-        done, saved = restore_training_state(checkpoint_path, net, optimizer, scheduler,
-                                             loader=train_iter, map_location=device)
-        history = Seq2SeqHistory(**saved)
+    done, saved = resume_if_requested(checkpoint_path, resume, net, optimizer, scheduler,
+                                      loader=train_iter, map_location=device)
+    history = Seq2SeqHistory(**saved)
 
     from .plotting import TrainingMonitor
 

@@ -26,7 +26,6 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
 
 import torch
@@ -36,7 +35,7 @@ from . import distributed as _distributed
 from .checkpoints import (
     CheckpointError,
     load_checkpoint,
-    restore_training_state,
+    resume_if_requested,
     save_checkpoint,
     training_state,
 )
@@ -280,8 +279,6 @@ def train_classifier(
         raise ValueError(f"grad_clip must be positive, got {grad_clip}")
     if sync_every <= 0:
         raise ValueError(f"sync_every must be positive, got {sync_every}")
-    if resume and checkpoint_path is None:
-        raise ValueError("resume=True needs a checkpoint_path")
     device = torch.device(device) if device is not None else _model_device(net)
     ddp = None
     if distributed is None:
@@ -305,13 +302,9 @@ def train_classifier(
     autocast = _autocast(device, amp)
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
 
-    history = History()
-    start_epoch = 0
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    if resume and ckpt is not None and ckpt.exists():
-        start_epoch, saved = restore_training_state(ckpt, net, optimizer, scheduler, loader=train_iter,
-                                                    map_location=device)
-        history = History(**saved)
+    start_epoch, saved = resume_if_requested(checkpoint_path, resume, net, optimizer, scheduler,
+                                             loader=train_iter, map_location=device)
+    history = History(**saved)
 
     from .plotting import TrainingMonitor
 
@@ -409,8 +402,8 @@ def train_classifier(
             history.seconds.append(seconds)
             monitor.epoch(epoch + 1, {"train loss": train_loss, "train acc": history.train_acc[-1],
                                       "test acc": test_acc})
-            if ckpt is not None and main_process:
-                save_checkpoint(ckpt, training_state(net, optimizer, scheduler, epoch=epoch + 1,
+            if checkpoint_path is not None and main_process:
+                save_checkpoint(checkpoint_path, training_state(net, optimizer, scheduler, epoch=epoch + 1,
                                                      history=history.as_dict(), loader=train_iter))
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, history)

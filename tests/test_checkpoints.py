@@ -53,6 +53,18 @@ def test_restore_rejects_foreign_and_mismatched_checkpoints(tmp_path):
         ck.restore_training_state(tmp_path / "none.pt", net)
 
 
+def test_resume_if_requested_starts_fresh_unless_a_checkpoint_exists(tmp_path):
+    net = nn.Linear(2, 2)
+    path = tmp_path / "run.pt"
+    assert ck.resume_if_requested(path, False, net) == (0, {})
+    assert ck.resume_if_requested(path, True, net) == (0, {})  # first run with resume=True
+    with pytest.raises(ValueError, match="resume=True needs a checkpoint_path"):
+        ck.resume_if_requested(None, True, net)
+    ck.save_checkpoint(path, ck.training_state(net, epoch=2, history={"loss": [1.0, 0.5]}))
+    assert ck.resume_if_requested(path, False, net) == (0, {})  # resume=False ignores the file
+    assert ck.resume_if_requested(path, True, net) == (2, {"loss": [1.0, 0.5]})
+
+
 # --- language model loop --------------------------------------------------------------------
 
 class DropoutLM(nn.Module):

@@ -1,6 +1,7 @@
 """`make run`: every notebook runs, a failing one does not stop the others, the report names it."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,12 +44,12 @@ def test_runner_runs_notebooks_in_parallel_with_one_thread_each(tmp_path):
              "report_results({'threads': os.environ.get('OMP_NUM_THREADS', 'unset'), 'n': N})")
     paths = [notebook(tmp_path / f"0{i}_nb.ipynb", f"N = {i}", probe) for i in (1, 2, 3)]
     out = tmp_path / "build"
-    env = {k: v for k, v in __import__("os").environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     result = subprocess.run([sys.executable, str(REPO / "tools" / "run_notebooks.py"), *map(str, paths),
                              "--out", "build", "--jobs", "2"],  # relative to cwd, not to the kernels'
                             cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads((out / "report.json").read_text())
     assert [row["name"] for row in rows] == ["01_nb", "02_nb", "03_nb"]  # input order kept
-    cores = len(__import__("os").sched_getaffinity(0))
+    cores = len(os.sched_getaffinity(0))
     assert [row["results"] for row in rows] == [{"threads": str(max(1, cores // 2)), "n": i} for i in (1, 2, 3)]
