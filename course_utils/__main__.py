@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import warnings
 
 
 def doctor() -> int:
     import torch
 
-    from .datafiles import data_root, dataset_status
+    from .datafiles import data_root, dataset_status, offline_mode
     from .settings import device_report, smoke_mode
 
     try:
@@ -29,8 +30,17 @@ def doctor() -> int:
         print(f"device       ERROR: {err}")
         return 1
     print(f"smoke mode   {smoke_mode()}  (COURSE_SMOKE)")
-    root = data_root()
+    try:
+        print(f"offline      {offline_mode()}  (COURSE_OFFLINE)")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            root = data_root()
+    except ValueError as err:
+        print(f"data         ERROR: {err}")
+        return 1
     print(f"data root    {root}  (COURSE_DATA)")
+    for warning in caught:
+        print(f"             {warning.message}")
     bad = 0
     for name, status in dataset_status(root).items():
         print(f"  {name:<14} {status}")

@@ -1,19 +1,27 @@
 """Training checkpoints that are safe to write, safe to load and resume exactly.
 
-* :func:`save_checkpoint` writes to a temporary file and renames it into place, so a crash
-  mid-write never leaves a half-written checkpoint where a good one was.
+* :func:`save_checkpoint` writes to a new temporary file of its own, flushes it to disk and
+  renames it into place, so a crash mid-write never leaves a half-written checkpoint where a
+  good one was, and two processes saving to one path never mix: the last one wins, and a
+  reader always loads one whole checkpoint. :func:`check_checkpoint_path` refuses a path that
+  cannot be written (a folder, a path below a file) before any training starts.
 * :func:`load_checkpoint` uses ``torch.load(weights_only=True)``: tensors and plain data only,
   never code. A file that would need arbitrary unpickling is refused.
 * :func:`training_state` / :func:`restore_training_state` bundle everything a loop needs to
   continue as if it had never stopped: model, optimizer, scheduler, the global RNGs (torch,
   CUDA, Python, NumPy), the data loader's own shuffling RNG, the epoch and the history.
-* :func:`resume_if_requested` is what a loop does at its start: restore when asked to and a
-  checkpoint exists, otherwise start fresh.
+* :func:`resume_if_requested` is what a loop does at its start: check the path, restore when
+  asked to and a checkpoint exists, otherwise start fresh. A checkpoint of another model,
+  optimizer class, parameter-group layout or scheduler class is refused, naming both sides,
+  before anything is changed.
 * :func:`load_model_state` names the mismatched keys when a checkpoint is from another model.
 
-The training loops in :mod:`course_utils.training`, :mod:`course_utils.language_model` and
-:mod:`course_utils.nmt` use this through their ``checkpoint_path=`` / ``resume=`` arguments.
-Copy alone: needs torch only (NumPy's RNG is saved when NumPy is installed).
+The training loop in :mod:`course_utils.training` uses this through its ``checkpoint_path=`` /
+``resume=`` arguments; it needs torch only (NumPy's RNG is saved when NumPy is installed).
+
+Introduced in ``notebooks/04_softmax_regression.ipynb`` (through ``training.py``; why
+``weights_only=True`` matters: ``09_layers_params_io_devices.ipynb``).
+Copy alone.
 
 >>> import tempfile, torch
 >>> from torch import nn
@@ -27,8 +35,13 @@ Copy alone: needs torch only (NumPy's RNG is saved when NumPy is installed).
 
 from __future__ import annotations
 
+import copy
 import os
 import random
+import re
+import secrets
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +50,8 @@ from torch import nn
 
 __all__ = [
     "CheckpointError",
+    "STALE_TEMPORARY_SECONDS",
+    "check_checkpoint_path",
     "save_checkpoint",
     "load_checkpoint",
     "load_model_state",
@@ -54,14 +69,93 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unsafe to load, or does not fit the model it is loaded into."""
 
 
-def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Write ``state`` with ``torch.save`` to a temporary file, then rename it into place."""
+STALE_TEMPORARY_SECONDS = 3600.0
+"""A temporary checkpoint file untouched for this long was left by a killed save."""
+
+
+def check_checkpoint_path(path: str | os.PathLike[str]) -> Path:
+    """Refuse, with :class:`CheckpointError`, a checkpoint path that cannot be written: an
+    existing folder or other non-file, a path below a file, or a folder without write
+    permission. Training loops call it before the first epoch."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint_path {path} is a folder; name a file in it, such as "
+                              f"{path / 'checkpoint.pt'}")
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"checkpoint_path {path} exists and is not a regular file")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint_path {path} lies below {folder}, which is a file, "
+                              "not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CheckpointError(f"cannot write checkpoint_path {path}: no write permission in {folder}")
+    return path
+
+
+def _remove_stale_temporaries(path: Path, max_age: float = STALE_TEMPORARY_SECONDS) -> None:
+    """Delete temporaries that killed saves of ``path`` left behind.
+
+    Only regular files named like :func:`save_checkpoint`'s temporaries for this very ``path``
+    (``.<name>.<8 letters or digits>.tmp``, or ``.<name>.tmp`` of earlier versions) count, and
+    only when unmodified for ``max_age`` seconds: a save in progress writes continuously and
+    takes far less than an hour, so another process's live temporary is never removed. Until
+    then a stale temporary is simply ignored: nothing ever loads it.
+    """
+    pattern = re.compile(re.escape(f".{path.name}.") + r"([a-z0-9_]{8}\.)?tmp")
+    now = time.time()
     try:
-        torch.save(state, tmp)
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if (pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+                    and now - entry.stat(follow_symlinks=False).st_mtime > max_age):
+                os.unlink(entry.path)
+        except OSError:  # removed meanwhile by another process
+            continue
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems without folder fsync
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    """Write ``state`` with ``torch.save`` atomically: to a new temporary file beside ``path``
+    (a unique name per save), flushed and fsynced, then renamed over ``path`` and the folder
+    fsynced. Concurrent saves to one path never collide (the last rename wins); a reader never
+    sees a partial file. Temporaries of killed saves are cleaned up (see
+    :func:`_remove_stale_temporaries`)."""
+    path = check_checkpoint_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # mode 0o666 less the umask, like torch.save's own
+            break
+        except FileExistsError:  # pragma: no cover - 1 in 4 billion
+            continue
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -91,6 +185,11 @@ def load_checkpoint(
 def load_model_state(net: nn.Module, state: dict[str, torch.Tensor], source: Any = "checkpoint") -> None:
     """``net.load_state_dict(state)``, with an error naming missing, unexpected and
     wrongly-shaped keys when ``state`` belongs to a different model."""
+    _check_model_state(net, state, source)
+    net.load_state_dict(state)
+
+
+def _check_model_state(net: nn.Module, state: dict[str, torch.Tensor], source: Any) -> None:
     own = net.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -107,7 +206,6 @@ def load_model_state(net: nn.Module, state: dict[str, torch.Tensor], source: Any
             parts.append("shape mismatch for " + ", ".join(
                 f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched))
         raise CheckpointError(f"{source} is for a different model: " + "; ".join(parts))
-    net.load_state_dict(state)
 
 
 def rng_state() -> dict[str, Any]:
@@ -119,7 +217,8 @@ def rng_state() -> dict[str, Any]:
         import numpy as np
     except ImportError:  # pragma: no cover
         return state
-    name, key, pos, has_gauss, cached = np.random.get_state()
+    legacy: tuple[str, Any, int, int, float] = np.random.get_state(legacy=True)  # type: ignore[assignment]
+    name, key, pos, has_gauss, cached = legacy
     # plain types and tensors only, so that weights_only=True can load it
     state["numpy"] = [name, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, cached]
     return state
@@ -189,11 +288,14 @@ def training_state(
     history: dict[str, Any] | None = None,
     loader: Any = None,
 ) -> dict[str, Any]:
-    """Everything needed to resume training after ``epoch`` epochs, as one dict."""
+    """Everything needed to resume training after ``epoch`` epochs, as one dict (with the
+    optimizer's and scheduler's class names, so that a resume into another kind is refused)."""
     return {
         "model": net.state_dict(),
         "optimizer": optimizer.state_dict() if hasattr(optimizer, "state_dict") else None,
+        "optimizer_class": type(optimizer).__name__ if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scheduler_class": type(scheduler).__name__ if scheduler is not None else None,
         "rng": rng_state(),
         "loader_rng": loader_rng_state(loader) if loader is not None else None,
         "epoch": int(epoch),
@@ -209,26 +311,77 @@ def restore_training_state(
     *,
     loader: Any = None,
     map_location: str | torch.device | None = "cpu",
+    check_state: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Load a :func:`training_state` checkpoint into ``net``/``optimizer``/``scheduler``, the
-    RNGs and ``loader``'s RNG; return ``(epochs done, history dict)``."""
+    RNGs and ``loader``'s RNG; return ``(epochs done, history dict)``.
+
+    Everything is checked before anything is changed: the model's keys and shapes, the
+    optimizer's class and parameter groups, the scheduler's class, and whatever
+    ``check_state(checkpoint dict)`` checks (e.g. a loop's history; it raises to refuse).
+    """
     path = Path(path)
     state = load_checkpoint(path, map_location=map_location)
     missing = {"model", "rng", "epoch"} - set(state)
     if missing:
         raise CheckpointError(f"{path} is not a training checkpoint (no {sorted(missing)})")
-    load_model_state(net, state["model"], f"checkpoint {path}")
-    if optimizer is not None and state.get("optimizer") is not None:
-        try:
-            optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError) as err:
-            raise CheckpointError(f"the optimizer state in {path} does not fit this optimizer: {err}") from err
-    if scheduler is not None and state.get("scheduler") is not None:
-        scheduler.load_state_dict(state["scheduler"])
+    # check everything before changing anything
+    if check_state is not None:
+        check_state(state)
+    _check_model_state(net, state["model"], f"checkpoint {path}")
+    saved_optimizer = state.get("optimizer") if optimizer is not None else None
+    if saved_optimizer is not None:
+        _check_optimizer(optimizer, saved_optimizer, state.get("optimizer_class"), path)
+    saved_scheduler = state.get("scheduler") if scheduler is not None else None
+    _check_class("scheduler", scheduler, state.get("scheduler_class") if saved_scheduler else None, path)
+    if saved_optimizer is not None:
+        _load_optimizer(optimizer, saved_optimizer, path)
+    net.load_state_dict(state["model"])
+    if saved_scheduler is not None:
+        scheduler.load_state_dict(saved_scheduler)
     set_rng_state(state["rng"])
     if loader is not None:
         set_loader_rng_state(loader, state.get("loader_rng"))
     return int(state["epoch"]), dict(state.get("history") or {})
+
+
+def _check_class(what: str, obj: Any, saved_class: str | None, path: Path) -> None:
+    own = type(obj).__name__
+    if saved_class is not None and saved_class != own:
+        raise CheckpointError(
+            f"{path} holds the state of the {what} {saved_class}, but this run's {what} is {own}: "
+            f"resume with {saved_class}, or start afresh (resume=False or another checkpoint_path)")
+
+
+def _check_optimizer(optimizer: Any, saved: dict[str, Any], saved_class: str | None, path: Path) -> None:
+    _check_class("optimizer", optimizer, saved_class, path)
+    if not hasattr(optimizer, "param_groups"):  # not a torch.optim optimizer
+        return
+    saved_groups = [len(group["params"]) for group in saved.get("param_groups", [])]
+    own_groups = [len(group["params"]) for group in optimizer.param_groups]
+    if saved_groups != own_groups:
+        raise CheckpointError(
+            f"the optimizer in {path} has {len(saved_groups)} parameter group(s) of "
+            f"{saved_groups} tensors, this run's {type(optimizer).__name__} has "
+            f"{len(own_groups)} of {own_groups}: build the optimizer with the same parameter groups")
+
+
+def _load_optimizer(optimizer: Any, saved: dict[str, Any], path: Path) -> None:
+    """Load, then make sure every hyperparameter the optimizer needs is there (a checkpoint
+    without the class name could be of another optimizer); undo the load if not."""
+    before = copy.deepcopy(optimizer.state_dict())
+    try:
+        optimizer.load_state_dict(saved)
+    except (ValueError, KeyError, TypeError) as err:
+        optimizer.load_state_dict(before)
+        raise CheckpointError(f"the optimizer state in {path} does not fit this optimizer: {err}") from err
+    lacking = sorted({key for group in getattr(optimizer, "param_groups", [])
+                      for key in getattr(optimizer, "defaults", {}) if key not in group})
+    if lacking:
+        optimizer.load_state_dict(before)
+        raise CheckpointError(
+            f"the optimizer state in {path} lacks {lacking}, which this run's "
+            f"{type(optimizer).__name__} needs: the checkpoint is of another kind of optimizer")
 
 
 def resume_if_requested(
@@ -240,12 +393,17 @@ def resume_if_requested(
     *,
     loader: Any = None,
     map_location: str | torch.device | None = "cpu",
+    check_state: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """A training loop's start: :func:`restore_training_state` if ``resume`` is true and the
-    checkpoint exists (a first run with ``resume=True`` starts fresh); otherwise ``(0, {})``.
+    """A training loop's start: :func:`check_checkpoint_path` (so that an unwritable path fails
+    now, not after the first epoch), then :func:`restore_training_state` if ``resume`` is true
+    and the checkpoint exists (a first run with ``resume=True`` starts fresh); otherwise
+    ``(0, {})``.
 
     ``resume=True`` without a ``checkpoint_path`` raises ``ValueError``.
     """
+    if checkpoint_path is not None:
+        check_checkpoint_path(checkpoint_path)
     if not resume:
         return 0, {}
     if checkpoint_path is None:
@@ -253,4 +411,4 @@ def resume_if_requested(
     if not Path(checkpoint_path).exists():
         return 0, {}
     return restore_training_state(checkpoint_path, net, optimizer, scheduler, loader=loader,
-                                  map_location=map_location)
+                                  map_location=map_location, check_state=check_state)

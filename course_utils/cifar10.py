@@ -4,9 +4,9 @@ The files use the original *binary version* record layout (1 label byte, then 1,
 1,024 green and 1,024 blue bytes per image), gzip-compressed. This is a subset: see
 ``data/cifar-10/README.md`` for exactly which images and why.
 
-Copy with ``datafiles.py``, ``loaders.py`` and ``image_batches.py``.
+Introduced in ``notebooks/13_resnet_densenet.ipynb``.
+Copy with: ``datafiles.py``, ``loaders.py``, ``image_batches.py``.
 
->>> from course_utils.cifar10 import cifar10_loaders
 >>> train_iter, test_iter = cifar10_loaders(128, augment=True)
 >>> X, y = next(iter(train_iter))
 >>> X.shape
@@ -15,17 +15,20 @@ torch.Size([128, 3, 32, 32])
 
 from __future__ import annotations
 
-import gzip
 import os
-import zlib
 from functools import lru_cache
 
 import torch
 from torch.utils.data import DataLoader
 
-from .datafiles import DataFileError, ensure_file
-from .image_batches import ImageBatchTransform
-from .loaders import tensor_loader
+if __package__:  # part of course_utils (or of your own package)
+    from .datafiles import MAX_DECOMPRESSED_BYTES, DataFileError, ensure_file, read_data_bytes
+    from .image_batches import ImageBatchTransform
+    from .loaders import tensor_loader
+else:  # copied flat next to its siblings (see the README, "Copying a module")
+    from datafiles import MAX_DECOMPRESSED_BYTES, DataFileError, ensure_file, read_data_bytes
+    from image_batches import ImageBatchTransform
+    from loaders import tensor_loader
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "read_cifar_records",
            "load_cifar10", "cifar10_loaders"]
@@ -38,17 +41,15 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 _RECORD = 1 + 3 * 32 * 32
 
 
-def read_cifar_records(path: str | os.PathLike[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Parse a (gzip-compressed) CIFAR-10 binary batch into uint8 images and int64 labels."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except FileNotFoundError as err:
-        raise DataFileError(f"CIFAR-10 file {path} does not exist") from err
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataFileError(f"{path} is not a valid gzip file (corrupt or truncated): {err}") from err
+def read_cifar_records(
+    path: str | os.PathLike[str], *, max_bytes: int = MAX_DECOMPRESSED_BYTES
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Parse a (gzip-compressed) CIFAR-10 binary batch into uint8 images and int64 labels.
+
+    Reading (with the ``max_bytes`` cap on the decompressed size) is
+    :func:`~course_utils.datafiles.read_data_bytes`; a bad file raises ``DataFileError``.
+    """
+    raw = read_data_bytes(path, max_bytes=max_bytes)
     if not raw or len(raw) % _RECORD:
         raise DataFileError(
             f"{path} has {len(raw)} bytes, not a whole number of {_RECORD}-byte CIFAR-10 records"

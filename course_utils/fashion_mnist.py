@@ -5,10 +5,9 @@
   [0, 1], converted (and optionally resized and normalized) once per batch, not per image.
 * :class:`FashionMNISTDataset` → the classic per-example ``Dataset`` route, for teaching.
 
-Copy with ``datafiles.py`` (finding and verifying the files), ``loaders.py`` and
-``image_batches.py``.
+Introduced in ``notebooks/04_softmax_regression.ipynb``.
+Copy with: ``datafiles.py``, ``loaders.py``, ``image_batches.py``.
 
->>> from course_utils.fashion_mnist import fashion_mnist_loaders, text_labels
 >>> train_iter, test_iter = fashion_mnist_loaders(256, n_train=512, n_test=256)
 >>> X, y = next(iter(train_iter))
 >>> X.shape, X.dtype, text_labels(y[:2].tolist()) is not None
@@ -17,20 +16,23 @@ Copy with ``datafiles.py`` (finding and verifying the files), ``loaders.py`` and
 
 from __future__ import annotations
 
-import gzip
 import os
 import struct
-import zlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .datafiles import DataFileError, ensure_file
-from .image_batches import ImageBatchTransform
-from .loaders import tensor_loader
+if __package__:  # part of course_utils (or of your own package)
+    from .datafiles import MAX_DECOMPRESSED_BYTES, DataFileError, ensure_file, read_data_bytes
+    from .image_batches import ImageBatchTransform
+    from .loaders import tensor_loader
+else:  # copied flat next to its siblings (see the README, "Copying a module")
+    from datafiles import MAX_DECOMPRESSED_BYTES, DataFileError, ensure_file, read_data_bytes
+    from image_batches import ImageBatchTransform
+    from loaders import tensor_loader
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -71,22 +73,15 @@ def text_labels(labels: Iterable[int] | torch.Tensor) -> list[str]:
     return names
 
 
-def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
+def read_idx(path: str | os.PathLike[str], *, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> torch.Tensor:
     """Parse an IDX file (optionally gzip-compressed) into a tensor.
 
-    Raises :class:`~course_utils.datafiles.DataFileError` naming the file when it is not
-    valid gzip, is truncated, or has a bad IDX header.
+    Raises :class:`~course_utils.datafiles.DataFileError` naming the file when it is missing,
+    not valid gzip, truncated, larger than ``max_bytes`` once decompressed, or has a bad IDX
+    header (reading is :func:`~course_utils.datafiles.read_data_bytes`).
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except FileNotFoundError as err:
-        raise DataFileError(f"IDX file {path} does not exist") from err
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataFileError(f"{path} is not a valid gzip file (corrupt or truncated): {err}") from err
+    raw = read_data_bytes(path, max_bytes=max_bytes)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataFileError(f"{path} does not start with an IDX magic number")
     dtype, itemsize = _IDX_DTYPES[raw[2]]

@@ -1,17 +1,18 @@
 """Course-wide settings: smoke mode, device choice and seeding.
 
-Two environment variables steer every notebook (a third, ``COURSE_DATA``, lives in
-:mod:`course_utils.datafiles`):
+Two environment variables steer every notebook (``COURSE_DATA`` and ``COURSE_OFFLINE``, about
+the data files, live in :mod:`course_utils.datafiles`):
 
 ``COURSE_SMOKE=1``
     Quick "smoke" mode for CI: notebooks run the same code on fewer examples and epochs.
     Unset or ``0`` means the full lesson.
 ``COURSE_DEVICE=cpu|cuda|cuda:N|mps``
-    Overrides the automatic choice (CUDA, then Apple MPS, then CPU).
+    Overrides the automatic choice (CUDA, then Apple MPS, then CPU). A device that is not
+    there, or a malformed name such as ``cpu:3``, is an error.
 
-This module depends only on the standard library and torch, so it can be copied alone.
+Introduced in ``notebooks/01_tensors.ipynb`` (the first code cell of every notebook).
+Copy alone.
 
->>> from course_utils.settings import choose, get_device
 >>> epochs = choose(full=10, smoke=1)
 >>> get_device().type in {"cpu", "cuda", "mps"}
 True
@@ -61,9 +62,13 @@ SMOKE: bool = smoke_mode()
 def choose(full: T, smoke: T) -> T:
     """Return ``smoke`` in smoke mode and ``full`` otherwise (read from the environment now).
 
-    >>> import os; os.environ["COURSE_SMOKE"] = "1"; choose(full=10, smoke=2)
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"COURSE_SMOKE": "1"}):  # restores os.environ after
+    ...     choose(full=10, smoke=2)
     2
-    >>> os.environ["COURSE_SMOKE"] = "0"; choose(full=10, smoke=2)
+    >>> with mock.patch.dict(os.environ, {"COURSE_SMOKE": "0"}):
+    ...     choose(full=10, smoke=2)
     10
     """
     return smoke if smoke_mode() else full
@@ -88,6 +93,10 @@ def device_report() -> tuple[torch.device, str]:
             raise ValueError(
                 f"COURSE_DEVICE={requested!r} is not a device name; use cpu, cuda, cuda:N or mps"
             ) from err
+        if device.type == "cpu" and device.index is not None:
+            raise ValueError(f"COURSE_DEVICE={requested!r}: cpu takes no device index; use cpu")
+        if device.type == "mps" and device.index not in (None, 0):
+            raise ValueError(f"COURSE_DEVICE={requested!r}: there is only one MPS device; use mps")
         if device.type == "cuda":
             if not torch.cuda.is_available():
                 raise ValueError(f"COURSE_DEVICE={requested!r} but CUDA is not available here")

@@ -1,9 +1,19 @@
 import gzip
 import hashlib
+import http.client
+import http.server
 import io
 import os
+import shutil
+import ssl
+import subprocess
+import sys
 import tarfile
+import threading
+import time
 import urllib.error
+import urllib.request
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -23,7 +33,7 @@ class FakeResponse(io.BytesIO):
 
 
 class FakeOpener:
-    """Stands in for urllib.request.urlopen: returns queued responses or raises queued errors."""
+    """Stands in for the HTTPS opener: returns queued responses or raises queued errors."""
 
     def __init__(self, *answers):
         self.answers = list(answers)
@@ -97,7 +107,7 @@ def test_ensure_file_downloads_when_missing(tmp_path, monkeypatch):
     payload = b"hello data"
     spec = df.DataFile("demo/file.txt", sha(payload), "https://example.org/file.txt")
     opener = FakeOpener(FakeResponse(payload))
-    monkeypatch.setattr(df.urllib.request, "urlopen", opener)
+    monkeypatch.setattr(df, "_open_https", opener)
     monkeypatch.delenv("COURSE_OFFLINE", raising=False)
     path = df.ensure_file(spec, tmp_path)
     assert path.read_bytes() == payload and opener.calls == 1
@@ -105,12 +115,12 @@ def test_ensure_file_downloads_when_missing(tmp_path, monkeypatch):
 
 def test_ensure_file_failed_download_is_one_clear_error(tmp_path, monkeypatch):
     spec = df.DataFile("demo/file.txt", sha(b"x"), "https://example.org/file.txt")
-    monkeypatch.setattr(df.urllib.request, "urlopen",
-                        FakeOpener(*[urllib.error.URLError("offline")] * 3))
+    monkeypatch.setattr(df, "_open_https", FakeOpener(*[urllib.error.URLError("offline")] * 3))
     monkeypatch.setattr(df.time, "sleep", lambda s: None)
     monkeypatch.delenv("COURSE_OFFLINE", raising=False)
-    with pytest.raises(df.MissingDataError, match="Put the file at"):
+    with pytest.raises(df.MissingDataError, match="put it at .*demo/file.txt") as info:
         df.ensure_file(spec, tmp_path)
+    assert spec.sha256 in str(info.value) and "COURSE_DATA" in str(info.value)
 
 
 def test_download_verifies_and_writes_atomically(tmp_path):
@@ -181,86 +191,281 @@ def test_verify_missing_file(tmp_path):
         df.verify(tmp_path / "nothing", "00")
 
 
-# --- archives -----------------------------------------------------------------------------
-
-def make_zip(path: Path, entries: dict[str, bytes], symlink: tuple[str, str] | None = None) -> Path:
-    with zipfile.ZipFile(path, "w") as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-        if symlink:
-            info = zipfile.ZipInfo(symlink[0])
-            info.external_attr = (0o120777 << 16)
-            zf.writestr(info, symlink[1])
-    return path
+def test_dataset_status_reports_missing_and_corrupt(tmp_path):
+    (tmp_path / "airfoil").mkdir()
+    (tmp_path / "airfoil/airfoil_self_noise.dat").write_bytes(b"broken")
+    status = df.dataset_status(tmp_path)
+    assert status["airfoil"].startswith("corrupt")
+    assert status["timemachine"].startswith("missing")
 
 
-def make_tar(path: Path, entries: dict[str, bytes], links: list[tarfile.TarInfo] = ()) -> Path:
-    with tarfile.open(path, "w:gz") as tf:
-        for name, data in entries.items():
+def test_registry_sizes_match_the_shipped_files(data_root):
+    for relpath, spec in df.FILES.items():
+        assert spec.size == (data_root / relpath).stat().st_size, relpath
+
+
+# --- a folder where a data file should be (issue 14, item 6) ------------------------------
+
+def test_folder_where_a_data_file_should_be_is_named_as_such(tmp_path):
+    (tmp_path / "airfoil" / "airfoil_self_noise.dat").mkdir(parents=True)
+    with pytest.raises(df.DataFileError, match="is a folder, but it should be a data file") as info:
+        df.ensure_file("airfoil/airfoil_self_noise.dat", tmp_path)
+    assert "does not exist" not in str(info.value)
+    with pytest.raises(df.DataFileError, match="is a folder"):
+        df.verify(tmp_path / "airfoil" / "airfoil_self_noise.dat", "00")
+    status = df.dataset_status(tmp_path)  # used to crash with IsADirectoryError
+    assert status["airfoil"] == "not a file: airfoil/airfoil_self_noise.dat is a folder"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_where_a_data_file_should_be_is_refused_without_reading_it(tmp_path):
+    # reading a FIFO would wait forever for a writer
+    (tmp_path / "airfoil").mkdir()
+    os.mkfifo(tmp_path / "airfoil" / "airfoil_self_noise.dat")
+    with pytest.raises(df.DataFileError, match="is not a regular file"):
+        df.ensure_file("airfoil/airfoil_self_noise.dat", tmp_path)
+    assert df.dataset_status(tmp_path)["airfoil"].startswith("not a file:")
+
+
+# --- settings: COURSE_OFFLINE and COURSE_DATA (issue 14, item 4; issue 16) -----------------
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("yes", True), (" ON ", True), ("", False),
+                                             ("0", False), ("off", False)])
+def test_offline_mode_reads_the_usual_values(monkeypatch, value, expected):
+    monkeypatch.setenv("COURSE_OFFLINE", value)
+    assert df.offline_mode() is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", "ture", "y", "2"])
+def test_offline_typos_are_an_error_before_any_network(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("COURSE_OFFLINE", value)
+    opener = FakeOpener(FakeResponse(b"never asked for"))
+    monkeypatch.setattr(df, "_open_https", opener)
+    with pytest.raises(ValueError, match=rf"COURSE_OFFLINE='{value}' is not understood.*1/true.*0/false"):
+        df.ensure_file("timemachine/timemachine.txt", tmp_path)
+    assert opener.calls == 0
+
+
+def test_course_data_whose_parent_is_missing_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "no" / "such" / "data"))
+    with pytest.raises(ValueError, match="neither .* nor its parent folder exists"):
+        df.data_root()
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "a_file"))
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        df.data_root()
+
+
+def test_course_data_missing_folder_is_announced(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "new_data"))
+    with pytest.warns(df.DataRootWarning, match="does not exist yet; it will be created"):
+        assert df.data_root() == tmp_path / "new_data"
+    (tmp_path / "new_data").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert df.data_root() == tmp_path / "new_data"
+
+
+@pytest.mark.parametrize("layout", ["flat", "other_package"])
+def test_datafiles_copied_elsewhere_uses_the_cache_folder(tmp_path, layout):
+    # <copy>/../data exists in both layouts; it is not the course's data folder
+    (tmp_path / "data").mkdir()
+    folder = tmp_path / ("their_project" if layout == "other_package" else "flat")
+    folder.mkdir()
+    shutil.copy(Path(df.__file__), folder / "datafiles.py")
+    module = "datafiles"
+    if layout == "other_package":
+        (folder / "__init__.py").write_text("")
+        module = "their_project.datafiles"
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_DATA"}
+    # the network guard stays on the path; the repository (and so course_utils) does not
+    env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(Path(__file__).parent / "netguard"))
+    code = f"import {module} as d; print(d.data_root())"
+    cwd = folder if layout == "flat" else tmp_path
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "home" / ".cache" / "course_data")
+
+
+# --- downloads: truncated bodies, caps, redirects, stale temporaries (items 2, 3, 5) -------
+
+def test_incomplete_read_is_retried_and_ends_in_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(df.time, "sleep", lambda s: None)
+
+    class Truncated(FakeResponse):
+        def read(self, *args):
+            raise http.client.IncompleteRead(b"partial", 100)
+
+    payload = b"whole file"
+    opener = FakeOpener(Truncated(b""), FakeResponse(payload))
+    df.download("https://example.org/d", tmp_path / "d", sha(payload), opener=opener)
+    assert opener.calls == 2 and (tmp_path / "d").read_bytes() == payload
+
+    opener = FakeOpener(*[Truncated(b"") for _ in range(3)])
+    dest = tmp_path / "sub" / "e.bin"
+    with pytest.raises(df.DownloadError) as info:
+        df.download("https://example.org/e.bin", dest, sha(payload), opener=opener)
+    message = str(info.value)
+    assert opener.calls == 3 and "IncompleteRead" in message
+    assert f"put it at {dest}" in message and sha(payload) in message
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_short_body_of_known_size_is_retried(tmp_path, monkeypatch):
+    monkeypatch.setattr(df.time, "sleep", lambda s: None)
+    payload = b"0123456789"
+    opener = FakeOpener(FakeResponse(payload[:4]), FakeResponse(payload))
+    df.download("https://example.org/d", tmp_path / "d", sha(payload), opener=opener, size=10)
+    assert opener.calls == 2 and (tmp_path / "d").read_bytes() == payload
+
+
+def test_download_body_is_capped(tmp_path):
+    payload = b"x" * 100
+    # more than the expected size: refused at once, not retried, nothing saved
+    opener = FakeOpener(FakeResponse(payload + b"extra"))
+    with pytest.raises(df.DownloadError, match="more than the 100 bytes allowed"):
+        df.download("https://example.org/d", tmp_path / "d", sha(payload), opener=opener, size=100)
+    assert opener.calls == 1 and list(tmp_path.iterdir()) == []
+    # size unknown: the generous max_bytes applies (lowered here)
+    with pytest.raises(df.DownloadError, match="more than the 50 bytes"):
+        df.download("https://example.org/d", tmp_path / "d", sha(payload),
+                    opener=FakeOpener(FakeResponse(payload)), max_bytes=50)
+    announced = FakeResponse(payload)
+    announced.headers = {"Content-Length": str(10**12)}
+    with pytest.raises(df.DownloadError, match="announces 1000000000000 bytes"):
+        df.download("https://example.org/d", tmp_path / "d", sha(payload), opener=FakeOpener(announced))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_partial_downloads_are_removed_fresh_ones_kept(tmp_path):
+    dest = tmp_path / "d"
+    stale = tmp_path / ".d.ab12cd34.part"
+    fresh = tmp_path / ".d.ef56ab78.part"  # a download running right now in another process
+    other = tmp_path / ".e.ab12cd34.part"  # another file's temporary
+    legacy = tmp_path / ".d.k_9x2q1z.part"  # named by tempfile.mkstemp (earlier versions)
+    for p in (stale, fresh, other, legacy):
+        p.write_bytes(b"partial")
+    old = time.time() - 2 * df.STALE_TEMPORARY_SECONDS
+    for p in (stale, other, legacy):
+        os.utime(p, (old, old))
+    payload = b"data"
+    df.download("https://example.org/d", dest, sha(payload), opener=FakeOpener(FakeResponse(payload)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".d.ef56ab78.part", ".e.ab12cd34.part", "d"])
+
+
+def test_redirect_handler_refuses_leaving_https():
+    handler = df._HTTPSOnlyRedirects()
+    request = urllib.request.Request("https://example.org/file")
+    with pytest.raises(df.DownloadError, match="refusing the redirect .* to http://example.org/x"):
+        handler.redirect_request(request, io.BytesIO(), 302, "Found", {}, "http://example.org/x")
+    follow = handler.redirect_request(request, io.BytesIO(), 302, "Found", {}, "https://example.org/y")
+    assert follow is not None and follow.full_url == "https://example.org/y"
+
+
+class Redirecting(http.server.BaseHTTPRequestHandler):
+    """/file serves b"payload"; /to-http and /to-https redirect there over http:// or https://."""
+
+    def do_GET(self):  # noqa: N802 - the http.server API
+        port = self.server.server_address[1]
+        if self.path == "/file":
+            self.send_response(200)
+            self.send_header("Content-Length", "7")
+            self.end_headers()
+            self.wfile.write(b"payload")
+            return
+        scheme = "http" if self.path == "/to-http" else "https"
+        self.send_response(302)
+        self.send_header("Location", f"{scheme}://127.0.0.1:{port}/file")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def local_server(tmp_path):
+    """A loopback HTTPS server with a self-signed certificate (made with the openssl tool)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server = http.server.HTTPServer(("127.0.0.1", 0), Redirecting)
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert, key)
+    server.socket = server_context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", ssl.create_default_context(cafile=str(cert))
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_to_http_redirect_is_refused_end_to_end(tmp_path, local_server):
+    base, client_context = local_server
+    opener = df._https_opener(client_context).open
+    payload_sha = sha(b"payload")
+    assert df.download(f"{base}/to-https", tmp_path / "ok", payload_sha, opener=opener).read_bytes() == b"payload"
+    with pytest.raises(df.DownloadError, match="refusing the redirect .* to http://127.0.0.1") as info:
+        df.download(f"{base}/to-http", tmp_path / "bad", payload_sha, opener=opener, retries=3)
+    assert f"put it at {tmp_path / 'bad'}" in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cert.pem", "key.pem", "ok"]
+
+
+# --- reading gzip data files with a cap (item 2; issue 16's shared reader) ----------------
+
+def test_read_data_bytes_plain_gzip_and_caps(tmp_path):
+    (tmp_path / "plain.bin").write_bytes(b"abc")
+    (tmp_path / "packed.gz").write_bytes(gzip.compress(b"abc" * 1000))
+    assert df.read_data_bytes(tmp_path / "plain.bin") == b"abc"
+    assert df.read_data_bytes(tmp_path / "packed.gz") == b"abc" * 1000
+    (tmp_path / "bomb.gz").write_bytes(gzip.compress(bytes(20 << 20)))
+    with pytest.raises(df.DataFileError, match="decompresses to more than 1048576 bytes"):
+        df.read_data_bytes(tmp_path / "bomb.gz", max_bytes=1 << 20)
+    with pytest.raises(df.DataFileError, match="amounts to more than 2 bytes"):
+        df.read_data_bytes(tmp_path / "plain.bin", max_bytes=2)
+
+
+def test_read_data_bytes_errors_name_the_file(tmp_path):
+    good = gzip.compress(b"some data " * 100)
+    (tmp_path / "trunc.gz").write_bytes(good[:-12])
+    bad_crc = bytearray(good)
+    bad_crc[-8] ^= 0xFF  # the stored CRC-32
+    (tmp_path / "crc.gz").write_bytes(bytes(bad_crc))
+    (tmp_path / "dir.gz").mkdir()
+    for name, words in [("trunc.gz", "corrupt or truncated"), ("crc.gz", "corrupt or truncated"),
+                        ("dir.gz", "is a folder"), ("none.gz", "does not exist")]:
+        with pytest.raises(df.DataFileError, match=words) as info:
+            df.read_data_bytes(tmp_path / name)
+        assert name in str(info.value)
+
+
+# --- archives: the ordinary cases (the hostile ones are in test_hostile_archives.py) -------
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+def test_safe_extract_tar_in_every_compression(tmp_path, mode):
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, mode) as tf:
+        for name, data in {"d/x.txt": b"1", "y.txt": b"22"}.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
-        for link in links:
-            tf.addfile(link)
-    return path
+    paths = df.safe_extract(archive, tmp_path / "out")
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in paths] == ["d/x.txt", "y.txt"]
+    assert (tmp_path / "out/d/x.txt").read_bytes() == b"1"
+    assert oct((tmp_path / "out").stat().st_mode & 0o777) != oct(0o700)  # not left private
 
 
-def test_safe_extract_zip_and_tar(tmp_path):
-    z = make_zip(tmp_path / "a.zip", {"d/x.txt": b"1", "y.txt": b"2"})
-    out = tmp_path / "out_zip"
-    paths = df.safe_extract(z, out)
-    assert (out / "d/x.txt").read_bytes() == b"1" and len(paths) == 2
-    t = make_tar(tmp_path / "a.tgz", {"d/x.txt": b"1"})
-    df.safe_extract(t, tmp_path / "out_tar")
-    assert (tmp_path / "out_tar/d/x.txt").read_bytes() == b"1"
-
-
-@pytest.mark.parametrize("name", ["../evil.txt", "/tmp/evil_abs.txt", "a/../../evil.txt", "C:/evil.txt"])
-def test_safe_extract_refuses_escaping_zip_entries(tmp_path, name):
-    z = make_zip(tmp_path / "bad.zip", {"ok.txt": b"fine", name: b"evil"})
-    target = tmp_path / "t" / "target"
-    with pytest.raises(df.UnsafeArchiveError):
-        df.safe_extract(z, target)
-    assert not (target / "ok.txt").exists()  # nothing is written at all
-    assert not (tmp_path / "t" / "evil.txt").exists()
-
-
-@pytest.mark.parametrize("name", ["../evil.txt", "/tmp/evil_abs_tar.txt"])
-def test_safe_extract_refuses_escaping_tar_entries(tmp_path, name):
-    t = make_tar(tmp_path / "bad.tar.gz", {"ok.txt": b"fine", name: b"evil"})
-    with pytest.raises(df.UnsafeArchiveError):
-        df.safe_extract(t, tmp_path / "target")
-    assert not (tmp_path / "target" / "ok.txt").exists()
-    assert not (tmp_path / "evil.txt").exists()
-
-
-def test_safe_extract_refuses_links_outside(tmp_path):
-    sym = tarfile.TarInfo("link")
-    sym.type, sym.linkname = tarfile.SYMTYPE, "../../etc/passwd"
-    t = make_tar(tmp_path / "sym.tar", {}, [sym])
-    with pytest.raises(df.UnsafeArchiveError, match="links to"):
-        df.safe_extract(t, tmp_path / "target")
-    hard = tarfile.TarInfo("hard")
-    hard.type, hard.linkname = tarfile.LNKTYPE, "/etc/passwd"
-    t2 = make_tar(tmp_path / "hard.tar", {}, [hard])
-    with pytest.raises(df.UnsafeArchiveError):
-        df.safe_extract(t2, tmp_path / "target2")
-    z = make_zip(tmp_path / "sym.zip", {}, symlink=("link", "/etc/passwd"))
-    with pytest.raises(df.UnsafeArchiveError, match="symbolic link"):
-        df.safe_extract(z, tmp_path / "target3")
-
-
-def test_safe_extract_allows_internal_symlink_and_refuses_devices(tmp_path):
-    sym = tarfile.TarInfo("d/link")
-    sym.type, sym.linkname = tarfile.SYMTYPE, "x.txt"
-    t = make_tar(tmp_path / "ok.tar", {"d/x.txt": b"1"}, [sym])
-    df.safe_extract(t, tmp_path / "target")
-    assert (tmp_path / "target/d/link").read_bytes() == b"1"
-    dev = tarfile.TarInfo("dev")
-    dev.type = tarfile.CHRTYPE
-    t2 = make_tar(tmp_path / "dev.tar", {}, [dev])
-    with pytest.raises(df.UnsafeArchiveError, match="special file"):
-        df.safe_extract(t2, tmp_path / "target2")
+def test_safe_extract_zip(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("d/", b"")
+        zf.writestr("d/x.txt", b"1" * 1000)
+    df.safe_extract(archive, tmp_path / "out")
+    assert (tmp_path / "out/d/x.txt").read_bytes() == b"1" * 1000
 
 
 def test_safe_extract_rejects_non_archive(tmp_path):
@@ -268,11 +473,4 @@ def test_safe_extract_rejects_non_archive(tmp_path):
     junk.write_bytes(gzip.compress(b"just gzip, no tar"))
     with pytest.raises(df.DataFileError, match="neither a zip nor a tar"):
         df.safe_extract(junk, tmp_path / "t")
-
-
-def test_dataset_status_reports_missing_and_corrupt(tmp_path):
-    (tmp_path / "airfoil").mkdir()
-    (tmp_path / "airfoil/airfoil_self_noise.dat").write_bytes(b"broken")
-    status = df.dataset_status(tmp_path)
-    assert status["airfoil"].startswith("corrupt")
-    assert status["timemachine"].startswith("missing")
+    assert [p.name for p in tmp_path.iterdir()] == ["junk.bin"]

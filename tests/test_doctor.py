@@ -1,8 +1,6 @@
 import subprocess
 import sys
 
-import pytest
-
 from course_utils.__main__ import main
 
 
@@ -32,3 +30,20 @@ def test_doctor_runs_as_module():
     bad = subprocess.run([sys.executable, "-m", "course_utils", "nonsense"], capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 2
+
+
+def test_doctor_reports_settings_typos_and_a_folder_in_place_of_a_file(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    monkeypatch.setenv("COURSE_OFFLINE", "maybe")
+    assert main(["doctor"]) == 1
+    assert "ERROR: COURSE_OFFLINE='maybe' is not understood" in capsys.readouterr().out
+    monkeypatch.setenv("COURSE_OFFLINE", "1")
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "no" / "data"))
+    assert main(["doctor"]) == 1
+    assert "nor its parent folder exists" in capsys.readouterr().out
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path / "data"))
+    assert main(["doctor"]) == 1
+    assert "does not exist yet; it will be created" in capsys.readouterr().out
+    (tmp_path / "data" / "airfoil" / "airfoil_self_noise.dat").mkdir(parents=True)
+    assert main(["doctor"]) == 1
+    assert "not a file: airfoil/airfoil_self_noise.dat is a folder" in capsys.readouterr().out

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from course_utils import fashion_mnist as fm
-from course_utils.image_batches import ImageBatchTransform
 from course_utils.datafiles import ChecksumError, DataFileError, MissingDataError
+from course_utils.image_batches import ImageBatchTransform
 
 
 def test_full_splits_have_known_sizes_and_balance():

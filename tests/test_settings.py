@@ -53,7 +53,8 @@ def test_course_device_override(monkeypatch):
     assert device == torch.device("cpu") and "COURSE_DEVICE" in why
 
 
-@pytest.mark.parametrize("value, message", [("meta", "only cpu"), ("tpu", "not a device"), ("not a device!", "not a device"),
+@pytest.mark.parametrize("value, message", [("meta", "only cpu"), ("tpu", "not a device"),
+                                            ("not a device!", "not a device"),
                                             ("cuda", "CUDA is not available"),
                                             ("mps", "MPS is not available")])
 def test_course_device_errors(monkeypatch, value, message):
@@ -86,3 +87,14 @@ def test_seed_everything_makes_runs_repeatable():
 def test_seed_everything_rejects_non_int():
     with pytest.raises(TypeError):
         settings.seed_everything(1.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value, message", [("cpu:3", "cpu takes no device index"),
+                                            ("cpu:0", "cpu takes no device index"),
+                                            ("mps:1", "only one MPS device")])
+def test_course_device_index_where_there_is_none(monkeypatch, value, message):
+    monkeypatch.setenv("COURSE_DEVICE", value)
+    monkeypatch.setattr(settings, "_mps_available", lambda: True)
+    with pytest.raises(ValueError, match=message) as info:
+        settings.device_report()
+    assert repr(value) in str(info.value)

@@ -1,8 +1,11 @@
-"""Network guard for tests: any connection to a non-loopback address raises.
+"""Network guard for tests: connecting to anything but loopback or a Unix socket raises, and
+so does resolving a name that is not local (a test fails at once instead of waiting for DNS).
 
-``tests/conftest.py`` installs it in the pytest process and puts this folder on PYTHONPATH
-for notebook kernels, where Python imports ``sitecustomize`` at start-up. It is active only
-when ``COURSE_NETWORK_GUARD=1``.
+The repository's root ``conftest.py`` loads this file (as ``course_netguard``) and calls
+:func:`install` in the pytest process. It also sets ``COURSE_NETWORK_GUARD=1`` and puts this
+folder first on ``PYTHONPATH``, so every Python the tests start (nbval's notebook kernels,
+subprocesses) imports this file as ``sitecustomize`` at start-up, and the check at the bottom
+installs the guard there too. Without ``COURSE_NETWORK_GUARD=1``, importing it changes nothing.
 """
 
 from __future__ import annotations
