@@ -3,7 +3,6 @@
 * :func:`load_fashion_mnist` → ``(images, labels)``: uint8 ``(N, 28, 28)`` and int64 ``(N,)``.
 * :func:`fashion_mnist_loaders` → train/test DataLoaders of float batches ``(B, 1, H, W)`` in
   [0, 1], converted (and optionally resized and normalized) once per batch, not per image.
-* :class:`FashionMNISTDataset` → the classic per-example ``Dataset`` route, for teaching.
 
 Introduced in ``notebooks/04_softmax_regression.ipynb``.
 Copy with: ``datafiles.py``, ``loaders.py``, ``image_batches.py``.
@@ -20,10 +19,10 @@ import os
 import struct
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Sampler
 
 if __package__:  # part of course_utils (or of your own package)
     from .datafiles import MAX_DECOMPRESSED_BYTES, DataFileError, ensure_file, read_data_bytes
@@ -40,7 +39,6 @@ __all__ = [
     "read_idx",
     "load_fashion_mnist",
     "fashion_mnist_loaders",
-    "FashionMNISTDataset",
 ]
 
 FASHION_MNIST_CLASSES: tuple[str, ...] = (
@@ -172,29 +170,3 @@ def fashion_mnist_loaders(
     )
     return train, test
 
-
-class FashionMNISTDataset(Dataset):
-    """Per-example Fashion-MNIST ``Dataset`` (the textbook route; slower than the loaders above).
-
-    Each item is ``(image, label)`` with a float image ``(1, 28, 28)`` in [0, 1], passed through
-    ``transform`` if given.
-    """
-
-    def __init__(
-        self,
-        train: bool = True,
-        root: str | os.PathLike[str] | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        limit: int | None = None,
-    ) -> None:
-        self.images, self.labels = load_fashion_mnist(train, root, limit)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.images[index].unsqueeze(0).float() / 255.0
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.labels[index])

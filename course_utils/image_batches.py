@@ -1,10 +1,11 @@
 """Per-batch image transforms as tensor ops: scale, resize, normalize, random crop and flip.
 
 Transforming a whole batch at once is much faster than a per-image PIL pipeline, and works the
-same on CPU and GPU. Torch only, so this module can be copied alone.
+same on CPU and GPU. ``fashion_mnist.py`` and ``cifar10.py`` convert their batches with it.
 
->>> import torch
->>> from course_utils.image_batches import ImageBatchTransform
+Introduced in ``notebooks/13_resnet_densenet.ipynb`` (augmentation with random crops and flips).
+Copy alone.
+
 >>> t = ImageBatchTransform(crop_padding=4, hflip=True, generator=torch.Generator().manual_seed(0))
 >>> X, y = t((torch.zeros(8, 3, 32, 32, dtype=torch.uint8), torch.arange(8)))
 >>> X.shape, X.dtype

@@ -5,35 +5,44 @@ shape ``(batch, num_steps)``, ``logits`` of shape ``(batch, num_steps, vocab_siz
 ``state`` anything made of tensors (``None`` for a fresh start). :class:`RNNLanguageModel` wraps
 ``nn.RNN``/``nn.GRU``/``nn.LSTM`` this way; a from-scratch model only has to do the same.
 
-* :func:`train_language_model` — carries the state between batches of a sequential loader
-  (detached every batch: truncated backpropagation through time), resets it for random
-  sampling, clips gradients, reports perplexity (train and held-out validation) and tokens/s,
-  with a progress bar and live plot, and returns a :class:`LMHistory`.
+* :func:`train_language_model` — :func:`training.fit` with a next-token step: it carries the
+  state between the batches of a sequential loader (:class:`CarryState`, detached every batch:
+  truncated backpropagation through time), starts it fresh for random sampling, clips
+  gradients and reports perplexity (train and held-out validation) and tokens/s.
+* :func:`perplexity`, :func:`evaluate_perplexity` — ``exp`` of the mean cross-entropy (``inf``
+  when that overflows).
 * :func:`generate` — continue a prefix greedily or by sampling.
 
-Copy with ``plotting.py`` (for the live plot) and ``checkpoints.py`` (for ``checkpoint_path``).
+Introduced in ``notebooks/14_text_and_language_models.ipynb`` (training: ``15_rnn.ipynb``).
+Copy with: ``training.py``, ``checkpoints.py``, ``plotting.py``.
+
+>>> net = RNNLanguageModel(nn.GRU(5, 8, batch_first=True), vocab_size=5)
+>>> logits, state = net(torch.tensor([[0, 1, 2]]))
+>>> tuple(logits.shape), round(perplexity(torch.zeros(1, 3, 5), torch.tensor([[0, 1, 2]])), 4)
+((1, 3, 5), 5.0)
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import resume_if_requested, save_checkpoint, training_state
+if __package__:  # part of course_utils (or of your own package)
+    from .training import ClipGradNorm, FitState, History, Throughput, fit
+else:  # copied flat next to its siblings (see the README, "Copying a module")
+    from training import ClipGradNorm, FitState, History, Throughput, fit
 
 __all__ = [
     "detach_state",
     "RNNLanguageModel",
     "perplexity",
     "evaluate_perplexity",
-    "LMHistory",
+    "CarryState",
     "train_language_model",
     "generate",
 ]
@@ -84,7 +93,15 @@ def perplexity(logits: torch.Tensor, targets: torch.Tensor) -> float:
     if logits.shape[:-1] != targets.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not fit targets {tuple(targets.shape)}")
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-    return math.exp(float(loss))
+    return _exp(float(loss))
+
+
+def _exp(mean_loss: float) -> float:
+    """``exp`` of a mean cross-entropy: ``inf`` (not an ``OverflowError``) for a huge loss."""
+    try:
+        return math.exp(mean_loss)
+    except OverflowError:
+        return math.inf
 
 
 def evaluate_perplexity(
@@ -110,29 +127,23 @@ def evaluate_perplexity(
         net.train(was_training)
     if count == 0:
         raise ValueError("evaluate_perplexity got an empty dataset")
-    return math.exp(total / count)
+    return _exp(total / count)
 
 
-@dataclass
-class LMHistory:
-    """Per-epoch perplexities and speed of :func:`train_language_model`."""
+class CarryState:
+    """A callback for truncated backpropagation through time: ``state`` is carried from batch
+    to batch by the step function (detached there) and reset at the start of every epoch."""
 
-    epoch: list[int] = field(default_factory=list)
-    train_ppl: list[float] = field(default_factory=list)
-    val_ppl: list[float | None] = field(default_factory=list)
-    tokens_per_sec: list[float] = field(default_factory=list)
-    grad_norm: list[float] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.state: State = None
 
-    def as_dict(self) -> dict[str, list[Any]]:
-        return asdict(self)
+    def before_epoch(self, run: FitState) -> None:
+        self.state = None
 
-    def __repr__(self) -> str:
-        if not self.epoch:
-            return "LMHistory(empty)"
-        val = self.val_ppl[-1]
-        shown = "n/a" if val is None else f"{val:.2f}"
-        return (f"LMHistory({len(self.epoch)} epochs: train ppl {self.train_ppl[-1]:.2f}, "
-                f"val ppl {shown}, {self.tokens_per_sec[-1]:.0f} tokens/s)")
+
+class _TrainPerplexity:
+    def after_epoch(self, run: FitState) -> None:
+        run.metrics["train_ppl"] = _exp(run.metrics["train_loss"])
 
 
 def train_language_model(
@@ -146,102 +157,48 @@ def train_language_model(
     grad_clip: float | None = 1.0,
     sequential: bool | None = None,
     scheduler: Any = None,
-    eval_every: int = 1,
-    progress: bool | None = None,
-    plot: bool = True,
-    on_epoch_end: Callable[[int, LMHistory], None] | None = None,
+    callbacks: Sequence[Any] = (),
     checkpoint_path: str | os.PathLike[str] | None = None,
     resume: bool = False,
-) -> LMHistory:
-    """Train a language model with next-token cross-entropy; return its :class:`LMHistory`.
+    progress: bool | None = None,
+    plot: bool = True,
+    title: str | None = None,
+) -> History:
+    """Train a language model with next-token cross-entropy (:func:`training.fit`).
 
-    ``sequential`` (default: the loader's ``sequential`` attribute) carries the hidden state
-    from batch to batch, detached so gradients stop at the batch boundary; otherwise the state
-    starts fresh every batch. ``grad_clip`` clips the global gradient norm (``None`` turns it
-    off; the mean pre-clipping norm per epoch is recorded). Validation perplexity is computed
-    every ``eval_every`` epochs and at the end.
-
-    ``checkpoint_path`` saves model, optimizer, scheduler, RNG states (global and the loader's)
-    and history atomically after every epoch; ``resume=True`` continues from that file if it
-    exists, giving the same parameters as a run that was never interrupted.
+    Per epoch the history holds ``train_loss`` (mean cross-entropy per token), ``train_ppl``,
+    ``val_ppl`` (when ``val_iter`` is given), ``tokens_per_sec``, ``seconds`` and, with
+    ``grad_clip``, ``grad_norm`` (the mean norm before clipping). ``sequential`` (default: the
+    loader's ``sequential`` attribute) carries the hidden state from batch to batch, detached
+    so gradients stop at the batch boundary; otherwise every batch starts from a fresh state.
+    ``grad_clip`` clips the global gradient norm (``None``: no clipping). The other arguments
+    go to :func:`training.fit`; the live plot shows the two perplexities.
     """
-    if not isinstance(num_epochs, int) or num_epochs <= 0:
-        raise ValueError(f"num_epochs must be a positive int, got {num_epochs!r}")
     if grad_clip is not None and grad_clip <= 0:
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
-    if eval_every <= 0:
-        raise ValueError(f"eval_every must be positive, got {eval_every}")
     device = torch.device(device) if device is not None else next(net.parameters()).device
     net.to(device)
     if sequential is None:
         sequential = bool(getattr(train_iter, "sequential", False))
-    done, saved = resume_if_requested(checkpoint_path, resume, net, optimizer, scheduler,
-                                      loader=train_iter, map_location=device)
-    history = LMHistory(**saved)
+    carry = CarryState()
 
-    from .plotting import TrainingMonitor
+    def step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        X, Y = (t.to(device, non_blocking=True) for t in batch)
+        logits, carry.state = model(X, detach_state(carry.state) if sequential else None)
+        if logits.shape[:-1] != Y.shape:
+            raise ValueError(f"the model returned logits {tuple(logits.shape)} for targets "
+                             f"{tuple(Y.shape)}; expected (batch, num_steps, vocab)")
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1)), Y.numel()
 
-    monitor = TrainingMonitor(legend=["train", "validation"], ylabel="perplexity", num_epochs=num_epochs,
-                              batches_per_epoch=train_iter, done_epochs=done,
-                              progress=progress, plot=plot)
-    for i, e in enumerate(history.epoch):
-        monitor.epoch(e, {"train": history.train_ppl[i], "validation": history.val_ppl[i]})
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return {} if val_iter is None else {"val_ppl": evaluate_perplexity(model, val_iter, device)}
 
-    try:
-        for epoch in range(done + 1, num_epochs + 1):
-            net.train()
-            state = None
-            loss_sum = torch.zeros((), device=device)
-            norm_sum, tokens, batches = 0.0, 0, 0
-            tic = time.perf_counter()
-            for X, Y in train_iter:
-                X, Y = X.to(device, non_blocking=True), Y.to(device, non_blocking=True)
-                state = detach_state(state) if sequential else None
-                logits, state = net(X, state)
-                if logits.shape[:-1] != Y.shape:
-                    raise ValueError(f"the model returned logits {tuple(logits.shape)} for targets "
-                                     f"{tuple(Y.shape)}; expected (batch, num_steps, vocab)")
-                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y.reshape(-1))
-                optimizer.zero_grad()
-                loss.backward()
-                if grad_clip is not None:
-                    norm_sum += float(nn.utils.clip_grad_norm_(net.parameters(), grad_clip))
-                optimizer.step()
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"the training loss became {value} in epoch {epoch}, batch {batches + 1}; "
-                        "try a lower learning rate or gradient clipping (grad_clip=...)"
-                    )
-                loss_sum += loss.detach() * Y.numel()
-                tokens += Y.numel()
-                batches += 1
-                if batches % 20 == 1:
-                    monitor.note(epoch=epoch, ppl=f"{math.exp(value):.2f}")
-                monitor.step()
-            if tokens == 0:
-                raise ValueError("the training data yielded no batches")
-            if scheduler is not None:
-                scheduler.step()
-            seconds = time.perf_counter() - tic
-            train_ppl = math.exp(float(loss_sum) / tokens)
-            val_ppl = None
-            if val_iter is not None and (epoch % eval_every == 0 or epoch == num_epochs):
-                val_ppl = evaluate_perplexity(net, val_iter, device)
-            history.epoch.append(epoch)
-            history.train_ppl.append(train_ppl)
-            history.val_ppl.append(val_ppl)
-            history.tokens_per_sec.append(tokens / seconds if seconds > 0 else float("inf"))
-            history.grad_norm.append(norm_sum / batches if grad_clip is not None else float("nan"))
-            monitor.epoch(epoch, {"train": train_ppl, "validation": val_ppl})
-            if checkpoint_path is not None:
-                save_checkpoint(checkpoint_path, training_state(
-                    net, optimizer, scheduler, epoch=epoch, history=history.as_dict(), loader=train_iter))
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, history)
-    finally:
-        monitor.close()
-    return history
+    extras: list[Any] = [carry, _TrainPerplexity(), Throughput("tokens_per_sec")]
+    if grad_clip is not None:
+        extras.append(ClipGradNorm(grad_clip, record="grad_norm"))
+    return fit(net, train_iter, step, num_epochs, optimizer=optimizer, scheduler=scheduler, evaluate=evaluate,
+               callbacks=[*extras, *callbacks], checkpoint_path=checkpoint_path, resume=resume,
+               progress=progress, plot=["train_ppl", "val_ppl"] if plot else False, title=title)
 
 
 def generate(

@@ -5,10 +5,9 @@ fetching one example at a time and collating (slow Python per example), it hands
 a whole list of indices per batch: ``TensorDataset.__getitem__`` then does a single indexing
 operation per tensor. A ``transform`` runs once per batch (e.g. uint8 → float, resize).
 
-Standard library and torch only, so this module can be copied alone.
+Introduced in ``notebooks/03_linear_regression.ipynb``.
+Copy alone.
 
->>> import torch
->>> from course_utils.loaders import load_array
 >>> X, y = torch.arange(10.0).reshape(5, 2), torch.arange(5)
 >>> [xb.shape[0] for xb, yb in load_array((X, y), batch_size=2, is_train=False)]
 [2, 2, 1]
@@ -30,7 +29,7 @@ from torch.utils.data import (
     TensorDataset,
 )
 
-__all__ = ["tensor_loader", "load_array", "safe_num_workers", "synthetic_linear_data"]
+__all__ = ["tensor_loader", "load_array", "safe_num_workers"]
 
 BatchTransform = Callable[[tuple[torch.Tensor, ...]], Any]
 
@@ -87,11 +86,12 @@ def tensor_loader(
             RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
         )
     batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
+    collate: Callable[[Any], Any] = transform or _as_tuple  # gets what dataset[indices] returns
     return DataLoader(
         dataset,
         sampler=batches,
         batch_size=None,
-        collate_fn=transform or _as_tuple,
+        collate_fn=collate,
         num_workers=safe_num_workers(num_workers),
     )
 
@@ -104,29 +104,3 @@ def load_array(
 ) -> DataLoader:
     """d2l's ``load_array``: minibatches of ``data_arrays``, shuffled when ``is_train``."""
     return tensor_loader(*data_arrays, batch_size=batch_size, shuffle=is_train, generator=generator)
-
-
-def synthetic_linear_data(
-    w: torch.Tensor,
-    b: float,
-    num_examples: int,
-    noise: float = 0.01,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw ``X ~ N(0, 1)`` and ``y = X w + b + N(0, noise²)``; return ``(X, y)`` with y of shape (n, 1).
-
-    >>> X, y = synthetic_linear_data(torch.tensor([2.0, -3.4]), 4.2, 1000)
-    >>> X.shape, y.shape
-    (torch.Size([1000, 2]), torch.Size([1000, 1]))
-    """
-    w = torch.as_tensor(w, dtype=torch.float32)
-    if w.dim() != 1:
-        raise ValueError(f"w must be a 1-D tensor of weights, got shape {tuple(w.shape)}")
-    if num_examples <= 0:
-        raise ValueError(f"num_examples must be positive, got {num_examples}")
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
-    X = torch.randn(num_examples, len(w), generator=generator)
-    y = X @ w + b
-    y = y + noise * torch.randn(y.shape, generator=generator)
-    return X, y.reshape(-1, 1)

@@ -3,10 +3,12 @@
 :class:`LivePlot` redraws one figure in place inside Jupyter; in plain Python or CI (no
 display) it draws nothing on screen, and can save a PNG instead (``save_path``).
 :class:`TrainingMonitor` is what a training loop shows while it runs: a progress bar over the
-batches and a :class:`LivePlot` of the per-epoch metrics. Depends on matplotlib and (optionally)
-IPython and tqdm, so it can be copied alone.
+batches and a :class:`LivePlot` of the per-epoch metrics. Needs matplotlib, and IPython and
+tqdm where they are used (both come with Jupyter).
 
->>> from course_utils.plotting import plot
+Introduced in ``notebooks/04_softmax_regression.ipynb``.
+Copy alone.
+
 >>> ax = plot([0, 1, 2], [[0, 1, 4], [0, 1, 8]], xlabel="x", ylabel="y", legend=["x²", "x³"])
 >>> ax.get_xlabel()
 'x'
@@ -33,6 +35,8 @@ if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND") and os.nam
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 __all__ = ["set_figsize", "plot", "show_images", "LivePlot", "TrainingMonitor", "in_notebook"]
 
@@ -105,7 +109,7 @@ def plot(
     if axes is None:
         _, axes = plt.subplots(figsize=figsize)
     labels = list(legend) if legend else [None] * len(Y)
-    for x, y, fmt, label in zip(X, Y, list(fmts) * (len(Y) // len(fmts) + 1), labels):
+    for x, y, fmt, label in zip(X, Y, list(fmts) * (len(Y) // len(fmts) + 1), labels, strict=False):
         y = _to_numpy(y)
         x = _to_numpy(x)
         if len(x):
@@ -172,9 +176,12 @@ def show_images(
 
 
 class LivePlot:
-    """A figure that grows as training runs (d2l's ``Animator``).
+    """A figure that grows as training runs (d2l's ``Animator``): one line per metric, with
+    markers (so the first epoch's single point shows) and integer epoch ticks.
 
-    >>> live = LivePlot(xlabel="epoch", legend=["train loss", "test acc"])
+    ``legend`` fixes the lines and their order; without it, lines appear as new names arrive.
+
+    >>> live = LivePlot(xlabel="epoch", legend=["train loss", "test acc"], title="softmax regression")
     >>> live.add(1, {"train loss": 0.9, "test acc": 0.6})
     >>> live.finish()
     """
@@ -184,7 +191,7 @@ class LivePlot:
         *,
         xlabel: str = "epoch",
         ylabel: str | None = None,
-        legend: Sequence[str],
+        legend: Sequence[str] | None = None,
         xlim: tuple[float, float] | None = None,
         ylim: tuple[float, float] | None = None,
         yscale: str = "linear",
@@ -194,26 +201,30 @@ class LivePlot:
         save_path: str | os.PathLike[str] | None = None,
         show: bool | None = None,
     ) -> None:
-        if not legend:
-            raise ValueError("LivePlot needs the names of its lines (legend)")
-        self.legend = list(legend)
+        if legend is not None and not legend:
+            raise ValueError("LivePlot needs the names of its lines (legend), or legend=None")
+        self.fixed = legend is not None
+        self.legend = list(legend or [])
         self.xs: dict[str, list[float]] = {name: [] for name in self.legend}
         self.ys: dict[str, list[float]] = {name: [] for name in self.legend}
-        self.settings = dict(xlabel=xlabel, ylabel=ylabel, xlim=xlim, ylim=ylim,
-                             yscale=yscale, title=title)
+        self.xlabel, self.ylabel, self.title = xlabel, ylabel, title
+        self.xlim, self.ylim, self.yscale = xlim, ylim, yscale
         self.figsize = figsize
         self.min_interval = min_interval
         self.save_path = Path(save_path) if save_path is not None else None
         self.show = in_notebook() if show is None else show
         self._handle: Any = None
         self._last_draw = 0.0
-        self._fig: plt.Figure | None = None
+        self._fig: Figure | None = None
 
     def add(self, x: float, values: Mapping[str, float | None]) -> None:
         """Add one point per named line (``None`` values are skipped); redraw if due."""
         for name, value in values.items():
             if name not in self.xs:
-                raise KeyError(f"unknown line {name!r}; this plot has {self.legend}")
+                if self.fixed:
+                    raise KeyError(f"unknown line {name!r}; this plot has {self.legend}")
+                self.legend.append(name)
+                self.xs[name], self.ys[name] = [], []
             if value is None:
                 continue
             self.xs[name].append(float(x))
@@ -221,7 +232,7 @@ class LivePlot:
         if self.show and time.monotonic() - self._last_draw >= self.min_interval:
             self._draw()
 
-    def _render(self) -> plt.Figure:
+    def _render(self) -> Figure:
         if self._fig is None:
             self._fig, _ = plt.subplots(figsize=self.figsize)
             plt.close(self._fig)  # keep the inline backend from showing it a second time
@@ -229,20 +240,22 @@ class LivePlot:
         ax.cla()
         fmts = ("-", "m--", "g-.", "r:", "c-", "k--")
         for i, name in enumerate(self.legend):
-            ax.plot(self.xs[name], self.ys[name], fmts[i % len(fmts)], label=name)
-        s = self.settings
-        ax.set_xlabel(s["xlabel"])
-        if s["ylabel"]:
-            ax.set_ylabel(s["ylabel"])
-        if s["xlim"]:
-            ax.set_xlim(s["xlim"])
-        if s["ylim"]:
-            ax.set_ylim(s["ylim"])
-        ax.set_yscale(s["yscale"])
-        if s["title"]:
-            ax.set_title(s["title"])
+            ax.plot(self.xs[name], self.ys[name], fmts[i % len(fmts)], marker="o", markersize=4, label=name)
+        ax.set_xlabel(self.xlabel)
+        if self.xlabel == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if self.ylabel:
+            ax.set_ylabel(self.ylabel)
+        if self.xlim:
+            ax.set_xlim(self.xlim)
+        if self.ylim:
+            ax.set_ylim(self.ylim)
+        ax.set_yscale(self.yscale)
+        if self.title:
+            ax.set_title(self.title)
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        if self.legend:
+            ax.legend()
         self._fig.tight_layout()
         return self._fig
 
@@ -268,36 +281,38 @@ class LivePlot:
             os.replace(tmp, self.save_path)
 
 
+def _is_plotted(name: str) -> bool:
+    """Times and speeds are not drawn with losses and accuracies."""
+    return name != "seconds" and not name.endswith("_per_sec")
+
+
 class TrainingMonitor:
     """A training loop's display: a tqdm progress bar over batches and a live per-epoch plot.
 
     ``progress``: ``None`` shows the bar where tqdm decides (not in a non-interactive log),
-    ``True`` always, ``False`` never. ``plot`` shows the live plot in a notebook and
-    ``plot_path`` saves it as a PNG. ``active=False`` (e.g. on every process but rank 0 under
-    ``torchrun``) turns both off. ``batches_per_epoch`` is a count, or the training loader itself
-    (its ``len()``, if it has one; otherwise the bar shows a count without a total). ``done_epochs`` are epochs a resumed run has already done: the
-    bar counts only the rest; pass their values with :meth:`epoch` to redraw them.
+    ``True`` always, ``False`` never. ``plot``: ``True`` draws every metric except times and
+    speeds (``seconds``, ``*_per_sec``), a list draws the metrics it names, ``False`` nothing;
+    ``title`` names the run. ``batches_per_epoch`` is a count, or the training loader itself
+    (its ``len()``, if it has one; otherwise the bar counts without a total). ``done_epochs``
+    are epochs a resumed run has already done: the bar counts only the rest, and
+    :meth:`replay` redraws their values.
 
-    >>> with TrainingMonitor(legend=["train", "validation"], num_epochs=2, batches_per_epoch=3,
-    ...                      progress=False, plot=False) as monitor:
+    >>> with TrainingMonitor(num_epochs=2, batches_per_epoch=3, progress=False, plot=False) as monitor:
     ...     for epoch in (1, 2):
     ...         for _ in range(3):
-    ...             monitor.step(loss="0.5")
-    ...         monitor.epoch(epoch, {"train": 0.5, "validation": None})
+    ...             monitor.step(loss=0.5)
+    ...         monitor.epoch(epoch, {"train_loss": 0.5, "seconds": 0.1})
     """
 
     def __init__(
         self,
         *,
-        legend: Sequence[str],
         num_epochs: int,
         batches_per_epoch: int | Any | None,
         done_epochs: int = 0,
-        ylabel: str | None = None,
         progress: bool | None = None,
-        plot: bool = True,
-        plot_path: str | os.PathLike[str] | None = None,
-        active: bool = True,
+        plot: bool | Sequence[str] = True,
+        title: str | None = None,
     ) -> None:
         self.bar: Any = None
         self.live: LivePlot | None = None
@@ -306,32 +321,34 @@ class TrainingMonitor:
                 batches_per_epoch = len(batches_per_epoch)
             except TypeError:  # an iterable without a length
                 batches_per_epoch = None
-        if active and progress is not False:
+        if progress is not False:
             from tqdm.auto import tqdm
 
             total = None if batches_per_epoch is None else batches_per_epoch * max(0, num_epochs - done_epochs)
             self.bar = tqdm(total=total, desc="training", unit="batch", leave=False,
                             disable=None if progress is None else False)
-        if active and (plot or plot_path is not None):
-            self.live = LivePlot(xlabel="epoch", ylabel=ylabel, legend=legend, xlim=(1, num_epochs),
-                                 save_path=plot_path, show=None if plot else False)
+        self.names = None if isinstance(plot, bool) else list(plot)
+        if plot is not False and self.names != []:
+            self.live = LivePlot(legend=self.names, xlim=(0.5, num_epochs + 0.5), title=title)
 
     def step(self, **postfix: Any) -> None:
-        """One batch done; ``postfix`` (e.g. ``loss="0.42"``) updates the bar's text."""
+        """One batch done; ``postfix`` (e.g. ``loss=0.42``) updates the bar's text."""
         if self.bar is not None:
             if postfix:
-                self.bar.set_postfix(**postfix)
+                self.bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in postfix.items()},
+                                     refresh=False)
             self.bar.update(1)
 
-    def note(self, **postfix: Any) -> None:
-        """Update the bar's text without counting a batch."""
-        if self.bar is not None:
-            self.bar.set_postfix(**postfix)
-
     def epoch(self, epoch: int, values: Mapping[str, float | None]) -> None:
-        """Add one epoch's values to the live plot (``None`` values are skipped)."""
+        """Add one epoch's values to the live plot."""
         if self.live is not None:
-            self.live.add(epoch, values)
+            names = self.names if self.names is not None else [k for k in values if _is_plotted(k)]
+            self.live.add(epoch, {name: values.get(name) for name in names})
+
+    def replay(self, epochs: Sequence[int], metrics: Mapping[str, Sequence[float]]) -> None:
+        """Draw the epochs a resumed run did before (``metrics``: one list per name)."""
+        for i, epoch in enumerate(epochs):
+            self.epoch(epoch, {name: values[i] for name, values in metrics.items()})
 
     def close(self) -> None:
         """Close the bar and draw the plot a last time."""
@@ -340,7 +357,7 @@ class TrainingMonitor:
         if self.live is not None:
             self.live.finish()
 
-    def __enter__(self) -> "TrainingMonitor":
+    def __enter__(self) -> TrainingMonitor:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -2,9 +2,10 @@
 
 A notebook ends with ``report_results({"test_acc": 0.84})``. It prints the results and, when
 ``COURSE_RESULTS_FILE`` names a file (``make run`` sets it), appends one JSON line there.
-Standard library only.
 
->>> from course_utils.report import report_results
+Introduced in ``notebooks/01_tensors.ipynb``.
+Copy alone.
+
 >>> report_results({"test_acc": 0.8421})
 results: test_acc=0.8421
 {'test_acc': 0.8421}
@@ -31,7 +32,7 @@ def _as_plain(value: object) -> float | int | str:
             raise ValueError(f"result value {value!r} is not finite")
         return int(value) if isinstance(value, int) else number
     if hasattr(value, "item"):  # a 0-d tensor or numpy scalar
-        return _as_plain(value.item())  # type: ignore[union-attr]
+        return _as_plain(value.item())
     if isinstance(value, str):
         return value
     raise TypeError(f"result values must be numbers or strings, got {type(value).__name__}")

@@ -6,10 +6,12 @@
   of ``num_steps`` tokens, with random or sequential (state-carrying) partitioning.
 * :func:`language_model_data` — train/validation iterators and the vocabulary in one call; the
   last ``val_fraction`` of the book is held out, so perplexity is measured on unseen text.
+* :func:`truncate_pad` / :func:`build_array_nmt` — token lines to a fixed-length index array
+  with ``<eos>`` and padding, and the valid lengths (the input of a seq2seq model).
 
-Copy with ``datafiles.py`` (for reading the shipped book).
+Introduced in ``notebooks/14_text_and_language_models.ipynb``.
+Copy with: ``datafiles.py``.
 
->>> from course_utils.text import language_model_data
 >>> train_iter, val_iter, vocab = language_model_data(batch_size=32, num_steps=35)
 >>> X, Y = next(iter(train_iter))
 >>> X.shape, len(vocab)
@@ -22,11 +24,14 @@ import collections
 import os
 import random
 import re
-from typing import Hashable, Iterable, Iterator, Sequence
+from typing import Any, Hashable, Iterable, Iterator, Sequence, overload
 
 import torch
 
-from .datafiles import ensure_file
+if __package__:  # part of course_utils (or of your own package)
+    from .datafiles import ensure_file
+else:  # copied flat next to its siblings (see the README, "Copying a module")
+    from datafiles import ensure_file
 
 __all__ = [
     "read_time_machine",
@@ -39,6 +44,8 @@ __all__ = [
     "SeqDataLoader",
     "load_corpus_time_machine",
     "language_model_data",
+    "truncate_pad",
+    "build_array_nmt",
 ]
 
 
@@ -61,15 +68,15 @@ def tokenize(text: str, level: str = "char") -> list[str]:
     raise ValueError(f"level must be 'char' or 'word', got {level!r}")
 
 
-def count_corpus(tokens: Iterable[Hashable] | Iterable[list[Hashable]]) -> collections.Counter[Hashable]:
+def count_corpus(tokens: Iterable[Any]) -> collections.Counter[Hashable]:
     """Token frequencies; a list of token *lists* (lines) is flattened first.
 
     Tokens may be any hashable value, e.g. tuples for n-grams: ``count_corpus([("a", "b")])``.
     """
-    tokens = list(tokens)
-    if tokens and isinstance(tokens[0], list):
-        tokens = [tok for line in tokens for tok in line]
-    return collections.Counter(tokens)  # type: ignore[arg-type]
+    items = list(tokens)
+    if items and isinstance(items[0], list):
+        items = [tok for line in items for tok in line]
+    return collections.Counter(items)
 
 
 class Vocab:
@@ -78,7 +85,8 @@ class Vocab:
     Index 0 is ``<unk>``; then ``reserved_tokens`` (e.g. ``<pad>``, ``<bos>``, ``<eos>``) in the
     given order; then every token seen at least ``min_freq`` times, most frequent first (ties
     broken by the token's text, so the order is reproducible). Unknown tokens map to ``<unk>``.
-    ``vocab[list_of_tokens]`` maps a list; anything else (a string, a tuple n-gram) is one token.
+    ``vocab[list_of_tokens]`` maps a list to a list of indices; anything else (a string, a
+    tuple n-gram) is one token and gives one index.
 
     >>> v = Vocab(list("abracadabra"), reserved_tokens=["<pad>"])
     >>> v.idx_to_token[:4], v["a"], v["z"], v.to_tokens([2, 3])
@@ -87,7 +95,7 @@ class Vocab:
 
     def __init__(
         self,
-        tokens: Iterable[str] | Iterable[Sequence[str]] = (),
+        tokens: Iterable[Any] = (),
         min_freq: int = 0,
         reserved_tokens: Sequence[str] = (),
     ) -> None:
@@ -97,16 +105,16 @@ class Vocab:
         if len(set(reserved)) != len(reserved) or "<unk>" in reserved:
             raise ValueError(f"reserved tokens must be distinct and not '<unk>': {reserved}")
         counter = count_corpus(tokens)
-        self.token_freqs: list[tuple[str, int]] = sorted(
+        self.token_freqs: list[tuple[Any, int]] = sorted(
             counter.items(), key=lambda kv: (-kv[1], str(kv[0]))
         )
-        self.idx_to_token: list[str] = ["<unk>"] + reserved
+        self.idx_to_token: list[Any] = ["<unk>", *reserved]
         known = set(self.idx_to_token)
         for token, freq in self.token_freqs:
             if freq >= min_freq and token not in known:
                 self.idx_to_token.append(token)
                 known.add(token)
-        self.token_to_idx: dict[str, int] = {t: i for i, t in enumerate(self.idx_to_token)}
+        self.token_to_idx: dict[Hashable, int] = {t: i for i, t in enumerate(self.idx_to_token)}
 
     def __len__(self) -> int:
         return len(self.idx_to_token)
@@ -114,27 +122,31 @@ class Vocab:
     def __contains__(self, token: object) -> bool:
         return token in self.token_to_idx
 
-    def __getitem__(self, tokens: Hashable | list[Hashable]) -> int | list[int]:
+    @overload
+    def __getitem__(self, tokens: list[Any]) -> list[int]: ...
+    @overload
+    def __getitem__(self, tokens: Hashable) -> int: ...
+
+    def __getitem__(self, tokens: Hashable | list[Any]) -> int | list[int]:
         if isinstance(tokens, list):
-            return [self[t] for t in tokens]  # type: ignore[misc]
-        return self.token_to_idx.get(tokens, self.unk)  # type: ignore[arg-type]
+            return [self.token_to_idx.get(t, self.unk) for t in tokens]
+        return self.token_to_idx.get(tokens, self.unk)
 
-    def lookup_strict(self, token: str) -> int:
-        """Index of ``token``; raises ``KeyError`` naming the token if it is unknown."""
-        try:
-            return self.token_to_idx[token]
-        except KeyError:
-            raise KeyError(f"token {token!r} is not in the vocabulary ({len(self)} tokens)") from None
+    @overload
+    def to_tokens(self, indices: int) -> Any: ...
+    @overload
+    def to_tokens(self, indices: Sequence[int] | torch.Tensor) -> list[Any]: ...
 
-    def to_tokens(self, indices: int | Sequence[int] | torch.Tensor) -> str | list[str]:
-        """Tokens for indices; raises ``IndexError`` naming an index outside the vocabulary."""
+    def to_tokens(self, indices: int | Sequence[int] | torch.Tensor) -> Any:
+        """Tokens for indices (one index gives one token, a list or 1-D tensor a list);
+        raises ``IndexError`` naming an index outside the vocabulary."""
         if isinstance(indices, torch.Tensor):
             indices = indices.tolist()
         if isinstance(indices, int):
             if not 0 <= indices < len(self):
                 raise IndexError(f"index {indices} is outside the vocabulary (size {len(self)})")
             return self.idx_to_token[indices]
-        return [self.to_tokens(int(i)) for i in indices]  # type: ignore[misc]
+        return [self.to_tokens(int(i)) for i in indices]
 
     @property
     def unk(self) -> int:
@@ -234,10 +246,10 @@ def load_corpus_time_machine(
     """Token indices of the whole (preprocessed) book and its vocabulary."""
     tokens = tokenize(preprocess(read_time_machine(root)), level)
     vocab = Vocab(tokens)
-    corpus = [vocab[t] for t in tokens]  # type: ignore[misc]
+    corpus = vocab[tokens]
     if max_tokens > 0:
         corpus = corpus[:max_tokens]
-    return corpus, vocab  # type: ignore[return-value]
+    return corpus, vocab
 
 
 def language_model_data(
@@ -265,3 +277,21 @@ def language_model_data(
     val_batch = max(1, min(batch_size, (len(corpus) - split - 1) // num_steps))
     val = SeqDataLoader(corpus[split:], val_batch, num_steps, False, seed, fixed_offset=True)
     return train, val, vocab
+
+
+def truncate_pad(line: Sequence[int], num_steps: int, padding_token: int) -> list[int]:
+    """Cut ``line`` to ``num_steps`` tokens or pad it with ``padding_token`` up to that length."""
+    if num_steps <= 0:
+        raise ValueError(f"num_steps must be positive, got {num_steps}")
+    line = list(line)
+    return line[:num_steps] if len(line) > num_steps else line + [padding_token] * (num_steps - len(line))
+
+
+def build_array_nmt(lines: Sequence[Sequence[str]], vocab: Vocab, num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index each line, append ``<eos>``, truncate/pad to ``num_steps`` with ``<pad>``; return the
+    ``(lines, num_steps)`` array and the valid (non-padding) length of each line."""
+    eos, pad = vocab["<eos>"], vocab["<pad>"]
+    rows = [truncate_pad([*vocab[list(line)], eos], num_steps, pad) for line in lines]
+    array = torch.tensor(rows, dtype=torch.long)
+    valid_len = (array != pad).sum(dim=1)
+    return array, valid_len

@@ -1,117 +1,365 @@
-"""Training utilities: counters, accuracy, and one classifier training loop for any model.
+"""One training loop for every task: :func:`fit` is chapter 03's loop plus bookkeeping.
 
-:func:`train_classifier` trains any ``nn.Module`` classifier with any loss and optimizer on any
-device, shows a progress bar and a live loss/accuracy plot, stops with a clear error if the
-loss diverges, can checkpoint and resume, and returns a :class:`History` you can assert on.
+Chapter 03 trained with four lines per minibatch: compute the loss, ``optimizer.zero_grad()``,
+``loss.backward()``, ``optimizer.step()``. :func:`fit` runs exactly those lines. A task only
+supplies what differs, a *step function* ``step(model, batch) -> loss`` (what a batch holds,
+where it goes, which loss). Around the four lines ``fit`` keeps the books: the mean training
+loss of each epoch, an evaluation after each epoch, a progress bar and a live plot, a clear
+error when the loss diverges, the learning-rate scheduler, and checkpoints to resume from.
+Everything else is a small callback (:class:`ClipGradNorm`, :class:`ChannelsLast`,
+:class:`Throughput`, or your own). ``backward()`` and ``step()`` go through a
+``torch.amp.GradScaler``, disabled unless you pass one: disabled, it calls them unchanged, so
+float16 mixed precision is the same loop, not a second one.
 
-Copy with ``checkpoints.py``, ``plotting.py`` (for the live plot) and ``distributed.py`` (for
-``torchrun``).
+:func:`train_classifier` is ``fit`` with a classification step and accuracy as the metric;
+``language_model.py`` and ``seq2seq.py`` add their own steps the same way.
+
+Introduced in ``notebooks/04_softmax_regression.ipynb``.
+Copy with: ``checkpoints.py``, ``plotting.py``.
 
 >>> import torch
 >>> from torch import nn
->>> from course_utils.loaders import load_array
->>> X = torch.randn(64, 2); y = (X[:, 0] > 0).long()
->>> net = nn.Linear(2, 2)
->>> h = train_classifier(net, load_array((X, y), 16), load_array((X, y), 16, is_train=False),
-...                      nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.5),
-...                      num_epochs=3, plot=False, progress=False)
->>> len(h.train_loss)
-3
+>>> X = torch.randn(64, 2); y = X @ torch.tensor([2.0, -3.4]) + 4.2
+>>> batches = [(X[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+>>> def step(model, batch):
+...     X, y = batch
+...     return nn.functional.mse_loss(model(X)[:, 0], y)
+>>> net = nn.Linear(2, 1)
+>>> history = fit(net, batches, step, 30, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+...               progress=False, plot=False)
+>>> history.epochs[-1], history["train_loss"][-1] < 1e-3
+(30, True)
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
-from . import distributed as _distributed
-from .checkpoints import (
-    CheckpointError,
-    load_checkpoint,
-    resume_if_requested,
-    save_checkpoint,
-    training_state,
-)
+if __package__:  # part of course_utils (or of your own package)
+    from .checkpoints import CheckpointError, resume_if_requested, save_checkpoint, training_state
+    from .plotting import TrainingMonitor
+else:  # copied flat next to its siblings (see the README, "Copying a module")
+    from checkpoints import CheckpointError, resume_if_requested, save_checkpoint, training_state
+    from plotting import TrainingMonitor
 
 __all__ = [
-    "Accumulator",
-    "Timer",
+    "fit",
+    "History",
+    "FitState",
+    "TrainingDivergedError",
+    "ClipGradNorm",
+    "ChannelsLast",
+    "Throughput",
     "accuracy",
     "correct_count",
     "evaluate_accuracy",
-    "History",
-    "TrainingDivergedError",
-    "CheckpointError",
-    "save_checkpoint",
-    "load_checkpoint",
     "train_classifier",
 ]
 
+StepResult = torch.Tensor | tuple[torch.Tensor, int]
+Step = Callable[[nn.Module, Any], StepResult]
+Evaluate = Callable[[nn.Module], Mapping[str, float]]
+HOOKS = ("before_fit", "before_epoch", "before_batch", "after_backward", "after_epoch")
 
-class Accumulator:
-    """Running sums over ``n`` slots (d2l's ``Accumulator``).
 
-    >>> acc = Accumulator(2); acc.add(1, 2.5); acc.add(3, 0.5); acc[0], acc[1]
-    (4.0, 3.0)
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite (the one divergence error of every loop)."""
+
+
+class History:
+    """Per-epoch metrics of :func:`fit`, by name.
+
+    ``history["train_loss"]`` (or ``history.train_loss``) is a list with one float per epoch,
+    ``history.epochs`` the epoch numbers (1, 2, ...). Every metric has a value for every epoch.
+
+    >>> h = History("my_step"); h.append(1, {"train_loss": 0.9}); h.append(2, {"train_loss": 0.5})
+    >>> h.epochs, h["train_loss"], h.train_loss[-1]
+    ([1, 2], [0.9, 0.5], 0.5)
     """
 
-    def __init__(self, n: int) -> None:
-        if n <= 0:
-            raise ValueError(f"Accumulator needs at least one slot, got {n}")
-        self.data = [0.0] * n
+    def __init__(self, step: str = "") -> None:
+        self.step = step
+        self.epochs: list[int] = []
+        self.metrics: dict[str, list[float]] = {}
 
-    def add(self, *args: float) -> None:
-        if len(args) != len(self.data):
-            raise ValueError(f"expected {len(self.data)} values, got {len(args)}")
-        self.data = [a + float(b) for a, b in zip(self.data, args)]
+    def append(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Record one epoch; its metric names must be those of the earlier epochs."""
+        if self.epochs and set(metrics) != set(self.metrics):
+            raise ValueError(f"epoch {epoch} reports metrics {sorted(metrics)}, the earlier epochs "
+                             f"{sorted(self.metrics)}: report every metric in every epoch")
+        self.epochs.append(int(epoch))
+        for name, value in metrics.items():
+            self.metrics.setdefault(name, []).append(float(value))
 
-    def reset(self) -> None:
-        self.data = [0.0] * len(self.data)
+    def __getitem__(self, name: str) -> list[float]:
+        if name not in self.metrics:
+            raise KeyError(f"no metric {name!r}; this history has {sorted(self.metrics)}")
+        return self.metrics[name]
 
-    def __getitem__(self, idx: int) -> float:
-        return self.data[idx]
+    def __getattr__(self, name: str) -> list[float]:
+        metrics: dict[str, list[float]] = self.__dict__.get("metrics", {})
+        if name not in metrics:
+            raise AttributeError(f"History has no attribute or metric {name!r}; its metrics: {sorted(metrics)}")
+        return metrics[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.metrics
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data (for a checkpoint): the step's name, the epochs and the metrics."""
+        return {"step": self.step, "epochs": list(self.epochs),
+                "metrics": {name: list(values) for name, values in self.metrics.items()}}
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any], step: str, source: str = "the checkpoint") -> History:
+        """The history saved by :meth:`as_dict`, checked to come from a run with the same ``step``."""
+        if set(saved) != {"step", "epochs", "metrics"}:
+            raise CheckpointError(f"{source} was not written by fit() (its history holds {sorted(saved)}); "
+                                  "start afresh with resume=False or another checkpoint_path")
+        if saved["step"] != step:
+            raise CheckpointError(
+                f"{source} was written by a run with step {saved['step']!r} (metrics "
+                f"{sorted(saved['metrics'])}), but this run's step is {step!r}; resume it with the same "
+                "training function, or start afresh with resume=False or another checkpoint_path")
+        history = cls(step)
+        history.epochs = [int(e) for e in saved["epochs"]]
+        history.metrics = {name: [float(v) for v in values] for name, values in saved["metrics"].items()}
+        return history
+
+    def __repr__(self) -> str:
+        if not self.epochs:
+            return "History(empty)"
+        last = ", ".join(f"{name} {_short(values[-1])}" for name, values in self.metrics.items())
+        return f"History({len(self.epochs)} epochs; last: {last})"
 
 
-class Timer:
-    """Record several running times (d2l's ``Timer``): ``start``/``stop``, ``avg``, ``sum``."""
+def _short(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3f}"
 
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self._tik: float | None = None
-        self.start()
 
-    def start(self) -> None:
-        self._tik = time.perf_counter()
+@dataclass
+class FitState:
+    """What callbacks see: the model, the optimizer, where the loop is, this epoch's metrics.
 
-    def stop(self) -> float:
-        if self._tik is None:
-            raise RuntimeError("Timer.stop() called before start()")
-        self.times.append(time.perf_counter() - self._tik)
-        self._tik = None
-        return self.times[-1]
+    A callback is any object with some of the methods ``before_fit``, ``before_epoch``,
+    ``before_batch``, ``after_backward`` and ``after_epoch``; each gets this state. A callback
+    may replace ``batch`` (in ``before_batch``), add to ``metrics`` (in ``after_epoch``) or set
+    ``stop = True`` to end training after the current epoch.
+    """
 
-    def avg(self) -> float:
-        if not self.times:
-            raise RuntimeError("no time recorded yet")
-        return sum(self.times) / len(self.times)
+    model: nn.Module
+    optimizer: Any
+    scaler: torch.amp.GradScaler
+    history: History
+    epochs: int
+    epoch: int = 0
+    batch_index: int = 0
+    batch: Any = None
+    count: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    stop: bool = False
 
-    def sum(self) -> float:
-        return float(sum(self.times))
 
-    def cumsum(self) -> list[float]:
-        out, total = [], 0.0
-        for t in self.times:
-            total += t
-            out.append(total)
-        return out
+def fit(
+    model: nn.Module,
+    train_iter: Iterable[Any],
+    step: Step,
+    epochs: int,
+    *,
+    optimizer: Any,
+    scheduler: Any = None,
+    scheduler_interval: str = "epoch",
+    evaluate: Evaluate | None = None,
+    callbacks: Sequence[Any] = (),
+    scaler: torch.amp.GradScaler | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    plot: bool | Sequence[str] = True,
+    title: str | None = None,
+) -> History:
+    """Train ``model`` for ``epochs`` epochs over ``train_iter``; return the :class:`History`.
 
+    ``step(model, batch)`` returns the batch's mean loss, a scalar tensor, or ``(loss, n)``: ``n``
+    weighs the batch in the epoch's mean ``train_loss`` (default: the length of the batch's first
+    tensor). Then ``zero_grad()``, ``backward()``, ``step()``. A NaN or infinite loss raises
+    :class:`TrainingDivergedError` naming epoch and batch. ``optimizer``: a ``torch.optim``
+    optimizer or anything with ``zero_grad()`` and ``step()``. ``scheduler`` steps after each
+    epoch (or batch: ``scheduler_interval="batch"``). ``evaluate(model)`` runs after each epoch,
+    in eval mode under ``no_grad``, and returns named metrics. The history holds ``train_loss``,
+    ``seconds`` (of training) and what ``evaluate`` and ``callbacks`` add. ``checkpoint_path``
+    saves everything atomically after each epoch; ``resume=True`` continues from it exactly.
+    ``scaler``: a ``torch.amp.GradScaler`` for float16 autocast (in ``step``). ``progress``: a bar
+    (``None``: where tqdm sees a terminal or notebook); ``plot``: a live plot of all metrics but
+    times and speeds (or of the names given), with ``title``.
+    """
+    _check_fit_args(epochs, scheduler_interval, callbacks)
+    if scaler is None:  # a disabled scaler: plain backward() and optimizer.step()
+        scaler = torch.amp.GradScaler(enabled=False)
+    done, saved = resume_if_requested(checkpoint_path, resume, model, optimizer, scheduler,
+                                      loader=train_iter, map_location=_device_of(model))
+    name = getattr(step, "__qualname__", type(step).__qualname__)
+    history = History.from_dict(saved, name, f"checkpoint {checkpoint_path}") if done else History(name)
+    run = FitState(model, optimizer, scaler, history, epochs)
+    monitor = TrainingMonitor(num_epochs=epochs, batches_per_epoch=train_iter, done_epochs=done,
+                              progress=progress, plot=plot, title=title)
+    monitor.replay(history.epochs, history.metrics)
+    _call(callbacks, "before_fit", run)
+    try:
+        for epoch in range(done + 1, epochs + 1):
+            run.epoch, run.batch_index, run.count, total, tic = epoch, 0, 0, 0.0, time.perf_counter()
+            model.train()
+            _call(callbacks, "before_epoch", run)
+            for i, batch in enumerate(train_iter, start=1):
+                run.batch_index, run.batch = i, batch
+                _call(callbacks, "before_batch", run)
+                loss, n = _loss_and_weight(step(model, run.batch), run.batch)
+                value = float(loss.detach())  # waits for the device: one number per batch
+                if not math.isfinite(value):
+                    raise _diverged(value, epoch, i)
+                optimizer.zero_grad()
+                scaler.scale(loss).backward()
+                _call(callbacks, "after_backward", run)
+                scaler.step(optimizer)
+                scaler.update()
+                if scheduler is not None and scheduler_interval == "batch":
+                    scheduler.step()
+                total, run.count = total + value * n, run.count + n
+                monitor.step(epoch=epoch, loss=value)
+            if run.batch_index == 0:
+                raise ValueError("the training data (train_iter) yielded no batches")
+            if scheduler is not None and scheduler_interval == "epoch":
+                scheduler.step()
+            run.metrics = {"train_loss": total / run.count, "seconds": time.perf_counter() - tic}
+            if evaluate is not None:
+                run.metrics.update(_evaluate(model, evaluate))
+            _call(callbacks, "after_epoch", run)
+            history.append(epoch, run.metrics)
+            monitor.epoch(epoch, run.metrics)
+            if checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, training_state(model, optimizer, scheduler, epoch=epoch,
+                                                                history=history.as_dict(), loader=train_iter))
+            if run.stop:
+                break
+    finally:
+        monitor.close()
+    return history
+
+
+def _diverged(value: float, epoch: int, batch: int) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"the training loss became {value} in epoch {epoch}, batch {batch}. Try a lower learning rate or "
+        "gradient clipping (grad_clip=... or a ClipGradNorm callback), and check the data for NaN or "
+        "infinite values.")
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _check_fit_args(epochs: int, scheduler_interval: str, callbacks: Sequence[Any]) -> None:
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0:
+        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    if scheduler_interval not in {"epoch", "batch"}:
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
+    for cb in callbacks:
+        if not any(callable(getattr(cb, hook, None)) for hook in HOOKS):
+            raise TypeError(f"{cb!r} is not a callback: it has none of the methods {', '.join(HOOKS)}")
+
+
+def _call(callbacks: Sequence[Any], hook: str, run: FitState) -> None:
+    for cb in callbacks:
+        method = getattr(cb, hook, None)
+        if method is not None:
+            method(run)
+
+
+def _loss_and_weight(result: StepResult, batch: Any) -> tuple[torch.Tensor, int]:
+    loss, n = result if isinstance(result, tuple) else (result, None)
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"step must return the batch's mean loss as a scalar tensor (or (loss, n)), got "
+                         f"{shape}; average per-example losses with .mean()")
+    if n is None:
+        first = batch[0] if isinstance(batch, (tuple, list)) else batch
+        n = len(first) if isinstance(first, torch.Tensor) and first.dim() > 0 else 1
+    if int(n) <= 0:
+        raise ValueError(f"a batch's weight n must be positive, got {n}")
+    return loss, int(n)
+
+
+def _evaluate(model: nn.Module, evaluate: Evaluate) -> dict[str, float]:
+    model.eval()
+    try:
+        with torch.no_grad():
+            return {name: float(value) for name, value in evaluate(model).items()}
+    finally:
+        model.train()
+
+
+class ClipGradNorm:
+    """Clip the global gradient norm to ``max_norm`` after every backward pass
+    (``torch.nn.utils.clip_grad_norm_``). With ``record="grad_norm"`` the epoch's mean norm
+    before clipping goes into the history under that name."""
+
+    def __init__(self, max_norm: float, record: str | None = None) -> None:
+        if not max_norm > 0:
+            raise ValueError(f"max_norm must be positive, got {max_norm}")
+        self.max_norm, self.record = max_norm, record
+        self.norms: list[float] = []
+
+    def before_epoch(self, run: FitState) -> None:
+        self.norms = []
+
+    def after_backward(self, run: FitState) -> None:
+        run.scaler.unscale_(run.optimizer)  # a no-op without mixed precision
+        norm = nn.utils.clip_grad_norm_(run.model.parameters(), self.max_norm)
+        if self.record:
+            self.norms.append(float(norm))
+
+    def after_epoch(self, run: FitState) -> None:
+        if self.record:
+            run.metrics[self.record] = sum(self.norms) / max(len(self.norms), 1)
+
+
+class ChannelsLast:
+    """Keep the model and every 4-D input tensor in the channels-last memory layout: the same
+    numbers, often faster convolutions (on CPUs with oneDNN and on recent GPUs)."""
+
+    def before_fit(self, run: FitState) -> None:
+        run.model.to(memory_format=torch.channels_last)
+
+    def before_batch(self, run: FitState) -> None:
+        if isinstance(run.batch, (tuple, list)):
+            run.batch = type(run.batch)(
+                t.contiguous(memory_format=torch.channels_last) if isinstance(t, torch.Tensor) and t.dim() == 4
+                else t for t in run.batch)
+
+
+class Throughput:
+    """Add ``name``: the items per second of training (the ``n`` that weigh the loss)."""
+
+    def __init__(self, name: str = "examples_per_sec") -> None:
+        self.name = name
+
+    def after_epoch(self, run: FitState) -> None:
+        seconds = run.metrics["seconds"]
+        run.metrics[self.name] = run.count / seconds if seconds > 0 else math.inf
+
+
+# --- classification -----------------------------------------------------------------------
 
 def _check_pair(y_hat: torch.Tensor, y: torch.Tensor) -> None:
     if y.dim() != 1:
@@ -124,7 +372,7 @@ def _check_pair(y_hat: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def correct_count(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Number of correct predictions as a 0-d tensor (no host sync)."""
+    """Number of correct predictions as a 0-d tensor (no wait for the device)."""
     _check_pair(y_hat, y)
     pred = y_hat.argmax(dim=1) if y_hat.dim() == 2 else y_hat
     return (pred.to(y.dtype) == y).sum()
@@ -137,94 +385,48 @@ def accuracy(y_hat: torch.Tensor, y: torch.Tensor) -> float:
     return float(correct_count(y_hat, y)) / y.numel()
 
 
-def _model_device(net: nn.Module) -> torch.device:
-    for p in net.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def evaluate_accuracy(
     net: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     data_iter: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device | str | None = None,
 ) -> float:
     """Accuracy of ``net`` over a whole dataset, in eval mode and under ``inference_mode``."""
-    correct, total = _count_correct(net, data_iter, device)
+    module = net if isinstance(net, nn.Module) else None
+    device = torch.device(device) if device is not None else (
+        _device_of(module) if module is not None else torch.device("cpu"))
+    was_training = module is not None and module.training
+    if module is not None:
+        module.eval()
+    correct, total = torch.zeros((), dtype=torch.int64, device=device), 0
+    try:
+        with torch.inference_mode():
+            for X, y in data_iter:
+                X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                correct += correct_count(net(X), y)
+                total += y.numel()
+    finally:
+        if module is not None:
+            module.train(was_training)
     if total == 0:
         raise ValueError("evaluate_accuracy got an empty dataset")
     return int(correct) / total
 
 
-def _count_correct(
-    net: nn.Module | Callable[[torch.Tensor], torch.Tensor],
-    data_iter: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device | str | None = None,
-) -> tuple[torch.Tensor, int]:
-    if device is None:
-        device = _model_device(net) if isinstance(net, nn.Module) else torch.device("cpu")
-    device = torch.device(device)
-    was_training = isinstance(net, nn.Module) and net.training
-    if isinstance(net, nn.Module):
-        net.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    total = 0
-    try:
-        with torch.inference_mode():
-            for X, y in data_iter:
-                X = X.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
-                correct += correct_count(net(X), y)
-                total += y.numel()
-    finally:
-        if was_training:
-            net.train()
-    return correct, total
+class _RunningAccuracy:
+    """Correct predictions of the training steps, summed on the device until read."""
 
+    def __init__(self) -> None:
+        self.correct: torch.Tensor | int = 0
+        self.seen = 0
 
-@dataclass
-class History:
-    """Per-epoch results of :func:`train_classifier`."""
+    def add(self, y_hat: torch.Tensor, y: torch.Tensor) -> None:
+        self.correct = self.correct + correct_count(y_hat, y)
+        self.seen += y.numel()
 
-    epoch: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    train_acc: list[float] = field(default_factory=list)
-    test_acc: list[float | None] = field(default_factory=list)
-    examples_per_sec: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, list[Any]]:
-        return asdict(self)
-
-    def __repr__(self) -> str:
-        if not self.epoch:
-            return "History(empty)"
-        test = self.test_acc[-1]
-        shown = "n/a" if test is None else f"{test:.3f}"
-        return (
-            f"History({len(self.epoch)} epochs: train loss {self.train_loss[-1]:.3f}, "
-            f"train acc {self.train_acc[-1]:.3f}, test acc {shown}, "
-            f"{self.examples_per_sec[-1]:.0f} examples/s)"
-        )
-
-
-class TrainingDivergedError(FloatingPointError):
-    """The training loss became NaN or infinite."""
-
-
-class _Optimizer(Protocol):
-    def zero_grad(self) -> None: ...
-    def step(self) -> Any: ...
-
-
-def _autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager[Any]:
-    if amp is None:
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-    if dtype is None:
-        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
-    if dtype is torch.float16 and device.type != "cuda":
-        raise ValueError("fp16 autocast needs CUDA; use amp='bf16' on CPU")
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    def pop(self) -> float:
+        value = int(self.correct) / max(self.seen, 1)
+        self.correct, self.seen = 0, 0
+        return value
 
 
 def train_classifier(
@@ -232,181 +434,45 @@ def train_classifier(
     train_iter: Iterable[tuple[torch.Tensor, torch.Tensor]],
     test_iter: Iterable[tuple[torch.Tensor, torch.Tensor]] | None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    optimizer: _Optimizer,
+    optimizer: Any,
     num_epochs: int,
     device: torch.device | str | None = None,
     *,
     scheduler: Any = None,
     scheduler_interval: str = "epoch",
-    grad_clip: float | None = None,
-    amp: str | None = None,
     channels_last: bool = False,
-    compile: bool = False,
-    progress: bool | None = None,
-    plot: bool = True,
-    plot_path: str | os.PathLike[str] | None = None,
-    sync_every: int = 25,
+    callbacks: Sequence[Any] = (),
     checkpoint_path: str | os.PathLike[str] | None = None,
     resume: bool = False,
-    distributed: bool | None = None,
-    on_epoch_end: Callable[[int, History], None] | None = None,
+    progress: bool | None = None,
+    plot: bool = True,
+    title: str | None = None,
 ) -> History:
-    """Train a classifier and return its :class:`History`.
+    """Train a classifier with :func:`fit`; return its :class:`History`.
 
-    ``loss_fn(y_hat, y)`` may return a scalar mean or per-example losses. ``optimizer`` is a
-    ``torch.optim`` optimizer or anything with ``zero_grad()`` and ``step()``. ``scheduler``
-    is stepped each epoch (or each batch with ``scheduler_interval="batch"``).
-
-    Speed switches (results stay equal within tolerance): ``amp`` (``"bf16"``/``"fp16"``
-    autocast), ``channels_last``, ``compile`` (``torch.compile``). The loop reads values back
-    from the device only every ``sync_every`` batches (on CPU, every batch) and once per epoch.
-
-    ``checkpoint_path`` saves model, optimizer, scheduler, RNG states and history atomically
-    after every epoch; ``resume=True`` continues from that file if it exists.
-
-    Under ``torchrun --nproc_per_node=N`` (``distributed=None`` detects it from ``WORLD_SIZE``)
-    the model is wrapped in DistributedDataParallel, each process trains on ``1/N`` of every
-    batch (see :mod:`course_utils.distributed`), metrics are summed over processes and only
-    rank 0 shows progress, plots and writes checkpoints.
-
-    ``on_epoch_end(epoch, history)`` is called after each epoch (e.g. to time or stop early).
+    Per epoch the history holds ``train_loss``, ``train_acc`` (of the epoch's training steps,
+    in training mode while the weights change), ``test_acc`` (when ``test_iter`` is given),
+    ``examples_per_sec`` and ``seconds``. ``loss_fn(y_hat, y)`` may return the batch mean or one
+    loss per example (they are averaged). ``channels_last`` adds :class:`ChannelsLast`; the
+    other arguments go to :func:`fit`.
     """
-    if not isinstance(num_epochs, int) or num_epochs <= 0:
-        raise ValueError(f"num_epochs must be a positive int, got {num_epochs!r}")
-    if scheduler_interval not in {"epoch", "batch"}:
-        raise ValueError(f"scheduler_interval must be 'epoch' or 'batch', got {scheduler_interval!r}")
-    if grad_clip is not None and grad_clip <= 0:
-        raise ValueError(f"grad_clip must be positive, got {grad_clip}")
-    if sync_every <= 0:
-        raise ValueError(f"sync_every must be positive, got {sync_every}")
-    device = torch.device(device) if device is not None else _model_device(net)
-    ddp = None
-    if distributed is None:
-        distributed = _distributed.launched_with_torchrun()
-    if distributed:
-        ddp = _distributed
-        device = ddp.setup(device)
-        train_iter = ddp.shard_loader(train_iter, ddp.world_size(), ddp.rank())
-        if test_iter is not None:
-            test_iter = ddp.shard_loader(test_iter, ddp.world_size(), ddp.rank())
-    main_process = ddp is None or ddp.is_main_process()
+    device = torch.device(device) if device is not None else _device_of(net)
     net.to(device)
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
-    model: nn.Module = net
-    if ddp is not None:
-        model = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None)
-    if compile:
-        model = torch.compile(model)  # type: ignore[assignment]
-    autocast = _autocast(device, amp)
-    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    running = _RunningAccuracy()
 
-    start_epoch, saved = resume_if_requested(checkpoint_path, resume, net, optimizer, scheduler,
-                                             loader=train_iter, map_location=device)
-    history = History(**saved)
+    def step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        X, y = (t.to(device, non_blocking=True) for t in batch)
+        y_hat = model(X)
+        running.add(y_hat.detach(), y)
+        return loss_fn(y_hat, y).mean(), len(y)
 
-    from .plotting import TrainingMonitor
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        metrics = {"train_acc": running.pop()}
+        if test_iter is not None:
+            metrics["test_acc"] = evaluate_accuracy(model, test_iter, device)
+        return metrics
 
-    monitor = TrainingMonitor(legend=["train loss", "train acc", "test acc"], num_epochs=num_epochs,
-                              batches_per_epoch=train_iter, done_epochs=start_epoch,
-                              progress=progress, plot=plot, plot_path=plot_path, active=main_process)
-    for i, e in enumerate(history.epoch):
-        monitor.epoch(e, {"train loss": history.train_loss[i], "train acc": history.train_acc[i],
-                          "test acc": history.test_acc[i]})
-
-    check_each_batch = device.type == "cpu"
-    try:
-        for epoch in range(start_epoch, num_epochs):
-            model.train()
-            for holder in (getattr(train_iter, "batch_sampler", None), getattr(train_iter, "sampler", None)):
-                inner = getattr(holder, "sampler", None)
-                if hasattr(inner, "set_epoch"):  # a sharded loader: a new shuffle each epoch
-                    inner.set_epoch(epoch)  # type: ignore[union-attr]
-                    break
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            seen = 0
-            tic = time.perf_counter()
-            for batch_idx, (X, y) in enumerate(train_iter, start=1):
-                X = X.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
-                if channels_last and X.dim() == 4:
-                    X = X.contiguous(memory_format=torch.channels_last)
-                with autocast:
-                    y_hat = model(X)
-                    loss = loss_fn(y_hat, y)
-                if loss.dim() != 0:
-                    loss = loss.mean()
-                optimizer.zero_grad()
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    if grad_clip is not None:
-                        scaler.unscale_(optimizer)  # type: ignore[arg-type]
-                        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-                    scaler.step(optimizer)  # type: ignore[arg-type]
-                    scaler.update()
-                else:
-                    loss.backward()
-                    if grad_clip is not None:
-                        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-                    optimizer.step()
-                if scheduler is not None and scheduler_interval == "batch":
-                    scheduler.step()
-                n = y.shape[0]
-                loss_sum += loss.detach().float() * n
-                correct += correct_count(y_hat.detach(), y)
-                seen += n
-                if check_each_batch or batch_idx % sync_every == 0:
-                    running = float(loss_sum) / seen
-                    if not math.isfinite(running):
-                        where = "" if check_each_batch else f" (first noticed; checked every {sync_every} batches)"
-                        raise TrainingDivergedError(
-                            f"the training loss became {running} in epoch {epoch + 1}, batch "
-                            f"{batch_idx}{where}. Try a lower learning rate, gradient clipping "
-                            "(grad_clip=...), or check the input data for NaNs."
-                        )
-                    if batch_idx % sync_every == 0 or batch_idx == 1:
-                        monitor.note(epoch=epoch + 1, loss=f"{running:.3f}")
-                monitor.step()
-            if seen == 0:
-                raise ValueError("the training data loader yielded no batches")
-            if ddp is not None:
-                loss_sum, correct, seen_t = ddp.all_reduce_sum(
-                    [loss_sum, correct, torch.tensor(seen, device=device)])
-                seen = int(seen_t)
-            train_loss = float(loss_sum) / seen
-            if not math.isfinite(train_loss):
-                raise TrainingDivergedError(
-                    f"the training loss became {train_loss} in epoch {epoch + 1}. Try a lower "
-                    "learning rate or gradient clipping (grad_clip=...)."
-                )
-            if scheduler is not None and scheduler_interval == "epoch":
-                scheduler.step()
-            seconds = time.perf_counter() - tic
-            test_acc = None
-            if test_iter is not None:
-                test_correct, test_total = _count_correct(model, test_iter, device)
-                if ddp is not None:
-                    test_correct, total_t = ddp.all_reduce_sum(
-                        [test_correct, torch.tensor(test_total, device=device)])
-                    test_total = int(total_t)
-                if test_total == 0:
-                    raise ValueError("the test data loader yielded no batches")
-                test_acc = int(test_correct) / test_total
-            history.epoch.append(epoch + 1)
-            history.train_loss.append(train_loss)
-            history.train_acc.append(int(correct) / seen)
-            history.test_acc.append(test_acc)
-            history.examples_per_sec.append(seen / seconds if seconds > 0 else float("inf"))
-            history.seconds.append(seconds)
-            monitor.epoch(epoch + 1, {"train loss": train_loss, "train acc": history.train_acc[-1],
-                                      "test acc": test_acc})
-            if checkpoint_path is not None and main_process:
-                save_checkpoint(checkpoint_path, training_state(net, optimizer, scheduler, epoch=epoch + 1,
-                                                     history=history.as_dict(), loader=train_iter))
-            if on_epoch_end is not None:
-                on_epoch_end(epoch + 1, history)
-    finally:
-        monitor.close()
-    return history
+    extras = [Throughput("examples_per_sec"), *([ChannelsLast()] if channels_last else [])]
+    return fit(net, train_iter, step, num_epochs, optimizer=optimizer, scheduler=scheduler,
+               scheduler_interval=scheduler_interval, evaluate=evaluate, callbacks=[*extras, *callbacks],
+               checkpoint_path=checkpoint_path, resume=resume, progress=progress, plot=plot, title=title)

@@ -8,7 +8,8 @@ d2l = pytest.importorskip("d2l.torch")
 
 from course_utils import training as tr  # noqa: E402
 from course_utils.fashion_mnist import fashion_mnist_loaders, load_fashion_mnist  # noqa: E402
-from course_utils.loaders import load_array, synthetic_linear_data  # noqa: E402
+from course_utils.loaders import load_array  # noqa: E402
+from course_utils.synthetic import synthetic_linear_data  # noqa: E402
 
 
 def test_accuracy_matches_d2l():
@@ -24,17 +25,6 @@ def test_evaluate_accuracy_matches_d2l():
     net = nn.Linear(4, 3)
     data = load_array((X, y), 64, is_train=False)
     assert tr.evaluate_accuracy(net, data) == pytest.approx(d2l.evaluate_accuracy_gpu(net, data))
-
-
-def test_accumulator_and_timer_behave_like_d2l():
-    ours, theirs = tr.Accumulator(3), d2l.Accumulator(3)
-    for values in [(1, 2, 3), (0.5, 0.25, 4)]:
-        ours.add(*values)
-        theirs.add(*values)
-    assert [ours[i] for i in range(3)] == [theirs[i] for i in range(3)]
-    a, b = tr.Timer(), d2l.Timer()
-    a.times, b.times = [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]
-    assert a.avg() == b.avg() and a.sum() == b.sum() and a.cumsum() == list(b.cumsum())
 
 
 def test_synthetic_data_statistics_match_d2l():

@@ -1,10 +1,10 @@
-"""Data-parallel training under torchrun matches a single process on the same global batch."""
+"""Data-parallel training: examples/ddp_train.py under torchrun matches a single process on the same
+global batches."""
 
 import os
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,39 +17,7 @@ from course_utils.loaders import tensor_loader
 
 REPO = Path(__file__).resolve().parent.parent
 
-SCRIPT = textwrap.dedent('''
-    import sys
-    import torch
-    from torch import nn
-    from course_utils.loaders import tensor_loader
-    from course_utils.training import train_classifier
-    from course_utils import distributed
-
-    def data():
-        g = torch.Generator().manual_seed(0)
-        X = torch.randn(96, 6, generator=g)
-        y = (X[:, 0] + X[:, 1] > 0).long()
-        return X, y
-
-    def make_net():
-        torch.manual_seed(0)
-        return nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 2))
-
-    def run(shuffle):
-        X, y = data()
-        net = make_net()
-        h = train_classifier(net, tensor_loader(X, y, batch_size=16, shuffle=shuffle),
-                             tensor_loader(X, y, batch_size=32), nn.CrossEntropyLoss(),
-                             torch.optim.SGD(net.parameters(), lr=0.5), 3, progress=False, plot=False)
-        return net, h
-
-    if __name__ == "__main__":
-        net, h = run(shuffle=sys.argv[2] == "shuffle")
-        if distributed.is_main_process():
-            torch.save({"state": net.state_dict(), "test_acc": h.test_acc, "loss": h.train_loss,
-                        "world": distributed.world_size()}, sys.argv[1])
-        distributed.cleanup()
-''')
+EXAMPLE = REPO / "examples" / "ddp_train.py"
 
 
 def free_port() -> int:
@@ -79,6 +47,8 @@ def test_shard_loader_splits_every_global_batch():
     assert len(shards[0]) == len(shards[1]) == 3
     for (a,), (b,), (full,) in zip(shards[0], shards[1], loader):
         assert sorted(torch.cat([a, b]).tolist()) == full.tolist()
+    whole = [b.tolist() for (b,) in dd.shard_loader(loader)]  # one process: this run's 1 shard, all of it
+    assert whole == [b.tolist() for (b,) in loader]
     plain = DataLoader(TensorDataset(X), batch_size=8)
     assert len(list(dd.shard_loader(plain, 2, 1))) == 3
     tiny_tail = tensor_loader(torch.arange(17), batch_size=8)  # last batch of 1 < 2 processes
@@ -98,29 +68,55 @@ def test_single_process_helpers():
     assert not dd.launched_with_torchrun() or os.environ.get("WORLD_SIZE")
 
 
+def test_sync_processes_sets_the_epoch_and_keeps_a_single_process_loss():
+    loader = dd.shard_loader(tensor_loader(torch.arange(20.0), batch_size=4, shuffle=True), 1, 0)
+    sync = dd.SyncProcesses(loader)
+    assert isinstance(sync.sampler, dd.StridedSampler)
+
+    class Run:
+        epoch, count, metrics = 3, 20, {"train_loss": 0.25}
+
+    sync.before_epoch(Run)
+    sync.after_epoch(Run)
+    assert sync.sampler.epoch == 3 and Run.metrics["train_loss"] == pytest.approx(0.25)
+
+
+def test_example_script_runs_in_one_process(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", COURSE_DEVICE="cpu")
+    env.pop("WORLD_SIZE", None)
+    out = tmp_path / "single.pt"
+    result = subprocess.run([sys.executable, str(EXAMPLE), "--out", str(out), "--epochs", "2"], env=env,
+                            timeout=300, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = torch.load(out, weights_only=True)
+    assert saved["world"] == 1 and saved["history"]["epochs"] == [1, 2] and "History(2 epochs" in result.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("order", ["fixed", "shuffle"])
 def test_torchrun_two_processes_match_single_process(tmp_path, order):
-    script = tmp_path / "train_script.py"
-    script.write_text(SCRIPT)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+    env = dict(os.environ, OMP_NUM_THREADS="1", COURSE_DEVICE="cpu", PYTHONPATH=os.pathsep.join(
         [str(REPO), os.environ.get("PYTHONPATH", "")]))
     env.pop("WORLD_SIZE", None)
     single = tmp_path / "single.pt"
     multi = tmp_path / "multi.pt"
-    subprocess.run([sys.executable, str(script), str(single), order], check=True, env=env,
+    flags = ["--shuffle"] if order == "shuffle" else []
+    subprocess.run([sys.executable, str(EXAMPLE), "--out", str(single), *flags], check=True, env=env,
                    timeout=300, cwd=tmp_path)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}", str(script), str(multi), order]
+           "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}", str(EXAMPLE), "--out", str(multi),
+           *flags]
     result = subprocess.run(cmd, env=env, timeout=300, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     a = torch.load(single, weights_only=True)
     b = torch.load(multi, weights_only=True)
     assert a["world"] == 1 and b["world"] == 2
-    if order == "fixed":  # the same global batches: the same parameters
+    loss_a, loss_b = a["history"]["metrics"]["train_loss"], b["history"]["metrics"]["train_loss"]
+    acc_a, acc_b = a["history"]["metrics"]["test_acc"], b["history"]["metrics"]["test_acc"]
+    if order == "fixed":  # the same global batches: the same parameters and numbers
         for key in a["state"]:
             torch.testing.assert_close(a["state"][key], b["state"][key], rtol=1e-5, atol=1e-6)
-        assert a["test_acc"] == b["test_acc"]
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+        assert acc_a == acc_b
+        assert loss_b == pytest.approx(loss_a, rel=1e-5)
     else:  # shuffled: another order of the same data, so only the quality must agree
-        assert abs(a["test_acc"][-1] - b["test_acc"][-1]) < 0.1
+        assert abs(acc_a[-1] - acc_b[-1]) < 0.1

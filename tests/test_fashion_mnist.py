@@ -48,15 +48,6 @@ def test_text_labels():
         fm.text_labels([10])
 
 
-def test_dataset_route_matches_loader_route():
-    ds = fm.FashionMNISTDataset(train=False, limit=5, transform=lambda x: x * 2)
-    assert len(ds) == 5
-    image, label = ds[3]
-    X, y = fm.load_fashion_mnist(train=False, limit=5)
-    torch.testing.assert_close(image, X[3].unsqueeze(0).float() / 255 * 2)
-    assert label == int(y[3])
-
-
 def write_idx(path, array: torch.Tensor, compress=True):
     header = struct.pack(">BBBB", 0, 0, 0x08, array.dim()) + struct.pack(f">{array.dim()}I", *array.shape)
     raw = header + array.to(torch.uint8).numpy().tobytes()

@@ -98,28 +98,43 @@ def test_in_notebook_is_false_in_pytest():
     assert plotting.in_notebook() is False
 
 
-def test_training_monitor_counts_remaining_batches_and_saves_plot(tmp_path):
-    png = tmp_path / "curves.png"
-    with plotting.TrainingMonitor(legend=["train", "validation"], num_epochs=5, batches_per_epoch=4,
-                                  done_epochs=2, progress=True, plot=False, plot_path=png) as monitor:
+def test_live_plot_has_markers_integer_epoch_ticks_title_and_takes_new_lines():
+    live = plotting.LivePlot(title="LeNet", xlim=(0.5, 3.5))
+    live.add(1, {"train_loss": 1.0})
+    live.add(2, {"train_loss": 0.5, "test_acc": 0.8})  # a line may start later
+    fig = live._render()
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines] == ["train_loss", "test_acc"]
+    assert all(line.get_marker() == "o" for line in ax.lines)  # one point per line is visible
+    assert ax.get_title() == "LeNet"
+    fig.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if 0.5 <= t <= 3.5]
+    assert ticks == [1.0, 2.0, 3.0]  # no 1.25, 1.5, ...
+
+
+def test_training_monitor_counts_remaining_batches_and_replays_past_epochs():
+    with plotting.TrainingMonitor(num_epochs=5, batches_per_epoch=4, done_epochs=2, progress=True,
+                                  plot=True, title="run") as monitor:
         assert monitor.bar.total == 12  # 3 epochs left of 4 batches
-        monitor.epoch(1, {"train": 1.0, "validation": None})  # a resumed run redraws its past
+        monitor.replay([1, 2], {"train_loss": [1.0, 0.8], "seconds": [3.0, 3.0]})  # a resumed run's past
         for _ in range(4):
-            monitor.step(loss="0.5")
-        monitor.note(epoch=3)
-        monitor.epoch(3, {"train": 0.5, "validation": 0.7})
+            monitor.step(epoch=3, loss=0.5)
+        monitor.epoch(3, {"train_loss": 0.5, "test_acc": 0.7, "seconds": 2.0, "examples_per_sec": 9.0})
         assert monitor.bar.n == 4
-    assert png.exists() and monitor.live.ys["train"] == [1.0, 0.5]
-    silent = plotting.TrainingMonitor(legend=["x"], num_epochs=1, batches_per_epoch=None,
-                                      plot_path=png, active=False)
+    assert monitor.live.ys == {"train_loss": [1.0, 0.8, 0.5], "test_acc": [0.7]}  # no times or speeds
+    assert monitor.live.title == "run"
+    chosen = plotting.TrainingMonitor(num_epochs=1, batches_per_epoch=None, progress=False,
+                                      plot=["val_ppl", "train_ppl"])
+    chosen.epoch(1, {"train_loss": 1.0, "train_ppl": 2.7})
+    assert chosen.live.legend == ["val_ppl", "train_ppl"] and chosen.live.ys["train_ppl"] == [2.7]
+    silent = plotting.TrainingMonitor(num_epochs=1, batches_per_epoch=None, progress=False, plot=False)
     assert silent.bar is None and silent.live is None
     silent.step(); silent.epoch(1, {"x": 1.0}); silent.close()  # all no-ops
 
 
 def test_training_monitor_takes_the_loader_length():
-    with plotting.TrainingMonitor(legend=["x"], num_epochs=2, batches_per_epoch=[1, 2, 3],
-                                  progress=True, plot=False) as monitor:
+    with plotting.TrainingMonitor(num_epochs=2, batches_per_epoch=[1, 2, 3], progress=True, plot=False) as monitor:
         assert monitor.bar.total == 6
-    with plotting.TrainingMonitor(legend=["x"], num_epochs=2, batches_per_epoch=iter([1, 2]),
-                                  progress=True, plot=False) as monitor:
+    with plotting.TrainingMonitor(num_epochs=2, batches_per_epoch=iter([1, 2]), progress=True,
+                                  plot=False) as monitor:
         assert monitor.bar.total is None

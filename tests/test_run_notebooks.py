@@ -1,5 +1,6 @@
 """`make run`: every notebook runs, a failing one does not stop the others, the report names it."""
 
+import base64
 import json
 import os
 import subprocess
@@ -10,6 +11,9 @@ import nbformat
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+for _path in (REPO, REPO / "tools"):  # tools.website.offline and run_notebooks
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def notebook(path, *sources):
@@ -53,3 +57,75 @@ def test_runner_runs_notebooks_in_parallel_with_one_thread_each(tmp_path):
     assert [row["name"] for row in rows] == ["01_nb", "02_nb", "03_nb"]  # input order kept
     cores = len(os.sched_getaffinity(0))
     assert [row["results"] for row in rows] == [{"threads": str(max(1, cores // 2)), "n": i} for i in (1, 2, 3)]
+
+
+@pytest.mark.slow
+def test_runner_writes_offline_html_labelled_smoke_report_and_learning_curve_thumbnail(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 01 · Demo\n\nThe loss is $\\ell(\\mathbf{w}) = \\|\\mathbf{w}\\|^2$."),
+        nbformat.v4.new_code_cell("import matplotlib\nmatplotlib.use('module://matplotlib_inline.backend_inline')\n"
+                                  "import matplotlib.pyplot as plt\nfrom tqdm.auto import tqdm"),
+        nbformat.v4.new_code_cell("def train_demo():\n    for _ in tqdm(range(3), desc='epochs'):\n        pass\n"
+                                  "    plt.plot([1, 2, 3], [3, 2, 1], marker='o'); plt.show()\ntrain_demo()"),
+        nbformat.v4.new_code_cell("plt.imshow([[0, 1], [1, 0]]); plt.show()"),
+        nbformat.v4.new_code_cell("from course_utils.report import report_results\nreport_results({'test_acc': 0.75})"),
+    ]
+    path = tmp_path / "01_demo.ipynb"
+    nbformat.write(nb, path)
+    out = tmp_path / "build"
+    env = dict(os.environ, COURSE_SMOKE="1")
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "run_notebooks.py"), str(path), "--out", str(out)],
+                            capture_output=True, text=True, timeout=600, env=env)
+    console = result.stdout + result.stderr
+    assert result.returncode == 0, console
+    assert "without encryption" not in console  # ipykernel's start-up warning is gone
+
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Notebook run report — smoke mode (COURSE_SMOKE=1)\n")
+    assert "fewer epochs — expected below the book's figure" in report and "d2l book (full run)" in report
+    page = (out / "01_demo.html").read_text()
+    from tools.website.offline import external_loads
+    assert external_loads(page) == [] and "cdn" not in page.lower() and "unpkg" not in page
+    assert '<script src="_static/mathjax/MathJax.js?config=' in page
+    assert (out / "_static" / "mathjax" / "MathJax.js").is_file()
+    assert '<progress max="3" value="3"></progress>' in page and "3/3" in page  # the bar, not an empty box
+    assert "Smoke run (COURSE_SMOKE=1)" in page
+
+    executed = nbformat.read(out / "01_demo.ipynb", as_version=4)
+    assert executed.metadata["course_run"]["mode"] == "smoke"
+    assert executed.metadata["course_run"]["status"] == "ok"
+    curve = next(o for o in executed.cells[2].outputs if "image/png" in o.get("data", {}))
+    assert (out / "thumbs" / "01_demo.png").read_bytes() == base64.b64decode(curve.data["image/png"])
+    html_report = (out / "report.html").read_text()
+    assert 'width="360"' in html_report and "smoke mode" in html_report
+
+
+def test_thumbnail_prefers_tagged_then_training_then_last_image():
+    from run_notebooks import thumbnail_png
+
+    def cell(source, png, tags=()):
+        c = nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)})
+        c.outputs = [nbformat.v4.new_output("display_data", data={"image/png": png})]
+        return c
+
+    nb = nbformat.v4.new_notebook(cells=[cell("plt.plot(x)", "A"), cell("h = train_classifier(net)", "B"),
+                                         cell("show_images(x)", "C")])
+    assert thumbnail_png(nb) == "B"
+    nb.cells[0].metadata["tags"] = ["thumbnail"]
+    assert thumbnail_png(nb) == "A"
+    assert thumbnail_png(nbformat.v4.new_notebook(cells=[cell("x", "A"), cell("y", "C")])) == "C"
+    assert thumbnail_png(nbformat.v4.new_notebook()) is None
+
+
+def test_report_heading_and_labels_by_mode(tmp_path):
+    from run_notebooks import Outcome, write_reports
+
+    outcomes = [Outcome("04_softmax_regression", results={"test_acc": 0.7575})]
+    smoke = write_reports(outcomes, tmp_path, smoke=True)
+    assert smoke.splitlines()[0] == "# Notebook run report — smoke mode (COURSE_SMOKE=1)"
+    assert "expected below the book's figure" in smoke and "test acc ≈ 0.83" in smoke
+    full = write_reports(outcomes, tmp_path, smoke=False)
+    assert full.splitlines()[0] == "# Notebook run report — full mode"
+    assert "expected below" not in full

@@ -31,8 +31,6 @@ def test_vocab_order_reserved_min_freq_and_unknowns():
     assert v.to_tokens([3, 4]) == ["a", "b"] and v.to_tokens(torch.tensor([1])) == ["<pad>"]
     assert "a" in v and "c" not in v and len(v) == 5
     assert v.token_freqs[0] == ("a", 3)
-    with pytest.raises(KeyError, match="'c' is not in the vocabulary"):
-        v.lookup_strict("c")
     with pytest.raises(IndexError, match="outside the vocabulary"):
         v.to_tokens(99)
     with pytest.raises(ValueError):
@@ -123,3 +121,26 @@ def test_language_model_data_holds_out_validation():
         text.language_model_data(8, 10, val_fraction=1.0)
     with pytest.raises(ValueError, match="positive"):
         text.SeqDataLoader([1, 2, 3], 0, 1, False)
+
+
+def test_truncate_pad_examples():
+    assert text.truncate_pad([1, 2, 3], 5, 0) == [1, 2, 3, 0, 0]
+    assert text.truncate_pad([1, 2, 3], 2, 0) == [1, 2]
+    with pytest.raises(ValueError):
+        text.truncate_pad([1], 0, 0)
+
+
+@given(st.lists(st.integers(1, 9), max_size=30), st.integers(1, 20))
+@settings(max_examples=100, deadline=None)
+def test_truncate_pad_property(line, num_steps):
+    out = text.truncate_pad(line, num_steps, 0)
+    assert len(out) == num_steps
+    keep = min(len(line), num_steps)
+    assert out[:keep] == line[:keep] and all(t == 0 for t in out[keep:])
+
+
+def test_build_array_nmt_appends_eos_and_pads():
+    v = text.Vocab(["a", "b", "b"], reserved_tokens=["<pad>", "<bos>", "<eos>"])
+    array, valid_len = text.build_array_nmt([["b", "a"], ["a", "b", "b", "a"]], v, 4)
+    assert array.tolist() == [[v["b"], v["a"], v["<eos>"], v["<pad>"]], [v["a"], v["b"], v["b"], v["a"]]]
+    assert valid_len.tolist() == [3, 4]

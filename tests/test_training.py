@@ -1,12 +1,13 @@
-import os
-import pickle
-import time
+"""The training core (fit, History, callbacks) and the classifier built on it."""
+
+import math
 
 import pytest
 import torch
 from torch import nn
 
 from course_utils import training as tr
+from course_utils.checkpoints import CheckpointError
 from course_utils.loaders import load_array, tensor_loader
 
 
@@ -22,31 +23,271 @@ def small_net(dropout=0.0):
     return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 3))
 
 
-def test_accumulator_and_timer():
-    acc = tr.Accumulator(2)
-    acc.add(1, 2)
-    acc.add(torch.tensor(3.0), 4)
-    assert (acc[0], acc[1]) == (4.0, 6.0)
-    acc.reset()
-    assert acc.data == [0.0, 0.0]
-    with pytest.raises(ValueError):
-        acc.add(1)
-    with pytest.raises(ValueError):
-        tr.Accumulator(0)
-    timer = tr.Timer()
-    time.sleep(0.01)
-    first = timer.stop()
-    timer.start()
-    timer.stop()
-    assert first >= 0.009 and len(timer.times) == 2
-    assert timer.sum() == pytest.approx(sum(timer.times))
-    assert timer.avg() == pytest.approx(timer.sum() / 2)
-    assert timer.cumsum()[-1] == pytest.approx(timer.sum())
-    with pytest.raises(RuntimeError):
-        timer.stop()
-    with pytest.raises(RuntimeError):
-        tr.Timer().avg()
+def ce_step(model, batch):
+    X, y = batch
+    return nn.functional.cross_entropy(model(X), y)
 
+
+def quiet(**kwargs):
+    return dict(progress=False, plot=False, **kwargs)
+
+
+# --- fit --------------------------------------------------------------------------------------
+
+def test_fit_runs_chapter_03s_loop_exactly():
+    """fit == the hand-written loop of chapter 03 (same batches, same order): identical weights."""
+    X, y = blobs(96)
+    batches = [(X[i:i + 16], y[i:i + 16]) for i in range(0, 96, 16)]
+    torch.manual_seed(0)
+    by_hand = small_net()
+    by_fit = small_net()
+    by_fit.load_state_dict(by_hand.state_dict())
+    optimizer = torch.optim.SGD(by_hand.parameters(), lr=0.1)
+    for _ in range(3):
+        for X_b, y_b in batches:
+            loss = nn.functional.cross_entropy(by_hand(X_b), y_b)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    tr.fit(by_fit, batches, ce_step, 3, optimizer=torch.optim.SGD(by_fit.parameters(), lr=0.1), **quiet())
+    for p, q in zip(by_hand.parameters(), by_fit.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_train_loss_is_the_weighted_epoch_mean():
+    net = nn.Linear(1, 1, bias=False)
+    nn.init.zeros_(net.weight)
+    batches = [torch.ones(3, 1), torch.ones(1, 1)]  # the losses are 3.0 and 1.0 at w = 0
+    values = iter([3.0, 1.0])
+
+    def step(model, batch):  # a loss that does not depend on w, so lr does not matter
+        return model(batch).sum() * 0 + next(values)
+
+    h = tr.fit(net, batches, step, 1, optimizer=torch.optim.SGD(net.parameters(), lr=0.0), **quiet())
+    assert h["train_loss"] == [pytest.approx((3.0 * 3 + 1.0 * 1) / 4)]  # weights: len of the batch
+    values = iter([3.0, 1.0])
+    h = tr.fit(net, batches, lambda m, b: (step(m, b), 1), 1,
+               optimizer=torch.optim.SGD(net.parameters(), lr=0.0), **quiet())
+    assert h["train_loss"] == [pytest.approx(2.0)]  # (loss, n): n is the weight
+
+
+def test_fit_history_evaluation_and_modes():
+    X, y = blobs()
+    net = small_net(dropout=0.5)
+    modes = []
+
+    def evaluate(model):
+        modes.append((model.training, torch.is_grad_enabled()))
+        return {"test_acc": tr.evaluate_accuracy(model, load_array((X, y), 200, is_train=False)),
+                "as_tensor": torch.tensor(1.5)}
+
+    h = tr.fit(net, load_array((X, y), 32), ce_step, 4, optimizer=torch.optim.Adam(net.parameters(), lr=0.01),
+               evaluate=evaluate, **quiet())
+    assert h.epochs == [1, 2, 3, 4] and len(h) == 4
+    assert set(h.metrics) == {"train_loss", "seconds", "test_acc", "as_tensor"}
+    assert h["test_acc"][-1] > 0.95 and h.train_loss[-1] < h.train_loss[0]
+    assert h["as_tensor"] == [1.5] * 4 and all(s > 0 for s in h["seconds"])
+    assert modes == [(False, False)] * 4 and net.training
+    assert "4 epochs" in repr(h) and "test_acc" in repr(h) and repr(tr.History()) == "History(empty)"
+
+
+def test_step_must_return_a_scalar_loss():
+    X, y = blobs(32)
+    net = small_net()
+    per_example = lambda m, b: nn.functional.cross_entropy(m(b[0]), b[1], reduction="none")  # noqa: E731
+    with pytest.raises(ValueError, match=r"scalar tensor.*\(16,\).*\.mean\(\)"):
+        tr.fit(net, load_array((X, y), 16), per_example, 1, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+               **quiet())
+    with pytest.raises(ValueError, match="weight n must be positive"):
+        tr.fit(net, load_array((X, y), 16), lambda m, b: (ce_step(m, b), 0), 1,
+               optimizer=torch.optim.SGD(net.parameters(), lr=0.1), **quiet())
+
+
+def test_scheduler_steps_per_epoch_and_per_batch():
+    X, y = blobs(64)
+    for interval, expected_steps in [("epoch", 2), ("batch", 2 * 4)]:
+        net = small_net()
+        opt = torch.optim.SGD(net.parameters(), lr=1.0)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+        tr.fit(net, load_array((X, y), 16), ce_step, 2, optimizer=opt, scheduler=sched,
+               scheduler_interval=interval, **quiet())
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.5 ** expected_steps)
+
+
+def test_divergence_names_epoch_and_batch_and_skips_the_update():
+    X, y = blobs(64)
+    calls = {"n": 0}
+
+    def step(model, batch):
+        calls["n"] += 1
+        loss = ce_step(model, batch)
+        return loss * float("nan") if calls["n"] == 6 else loss
+
+    net = small_net()
+    before = {}
+
+    class Snapshot:
+        def before_batch(self, run):
+            before.update({k: v.clone() for k, v in run.model.state_dict().items()})
+
+    with pytest.raises(tr.TrainingDivergedError, match=r"nan in epoch 2, batch 2\. Try a lower learning rate"):
+        tr.fit(net, load_array((X, y), 16), step, 3, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+               callbacks=[Snapshot()], **quiet())
+    for k, v in net.state_dict().items():  # the NaN loss was never back-propagated
+        assert torch.equal(v, before[k])
+    assert issubclass(tr.TrainingDivergedError, FloatingPointError)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(epochs=0), ValueError, "epochs"), (dict(epochs=True), ValueError, "epochs"),
+    (dict(scheduler_interval="step"), ValueError, "scheduler_interval"),
+    (dict(resume=True), ValueError, "checkpoint_path"),
+    (dict(callbacks=[object()]), TypeError, "not a callback.*before_epoch"),
+])
+def test_fit_bad_arguments(kwargs, error, message):
+    X, y = blobs(32)
+    net = small_net()
+    args = dict(epochs=1) | kwargs
+    epochs = args.pop("epochs")
+    with pytest.raises(error, match=message):
+        tr.fit(net, load_array((X, y), 16), ce_step, epochs, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+               **quiet(**args))
+
+
+def test_empty_loader_is_an_error():
+    net = small_net()
+    with pytest.raises(ValueError, match="no batches"):
+        tr.fit(net, [], ce_step, 1, optimizer=torch.optim.SGD(net.parameters(), lr=0.1), **quiet())
+
+
+def test_callbacks_see_every_hook_in_order_and_can_stop_and_add_metrics():
+    X, y = blobs(48)
+    events = []
+
+    class Recorder:
+        def before_fit(self, run):
+            events.append(("before_fit", run.epochs))
+
+        def before_epoch(self, run):
+            events.append(("before_epoch", run.epoch))
+
+        def before_batch(self, run):
+            events.append(("before_batch", run.batch_index))
+            run.batch = (run.batch[0] * 0, run.batch[1])  # a callback may replace the batch
+
+        def after_backward(self, run):
+            events.append(("after_backward", run.batch_index))
+
+        def after_epoch(self, run):
+            events.append(("after_epoch", run.epoch, run.count))
+            run.metrics["seen"] = run.count
+            run.stop = run.epoch == 2
+
+    seen_inputs = []
+
+    def step(model, batch):
+        seen_inputs.append(float(batch[0].abs().sum()))
+        return ce_step(model, batch)
+
+    net = small_net()
+    h = tr.fit(net, load_array((X, y), 16, is_train=False), step, 5,
+               optimizer=torch.optim.SGD(net.parameters(), lr=0.1), callbacks=[Recorder()], **quiet())
+    assert h.epochs == [1, 2] and h["seen"] == [48, 48]  # stopped after epoch 2
+    assert seen_inputs == [0.0] * 6
+    per_epoch = [("before_batch", 1), ("after_backward", 1), ("before_batch", 2), ("after_backward", 2),
+                 ("before_batch", 3), ("after_backward", 3)]
+    assert events == [("before_fit", 5), ("before_epoch", 1), *per_epoch, ("after_epoch", 1, 48),
+                      ("before_epoch", 2), *per_epoch, ("after_epoch", 2, 48)]
+
+
+def test_clip_grad_norm_bounds_the_update_and_records_the_norm():
+    X, y = blobs(32)
+    net = nn.Linear(2, 3)
+    before = [p.detach().clone() for p in net.parameters()]
+    h = tr.fit(net, load_array((X * 1000, y), 32), ce_step, 1, optimizer=torch.optim.SGD(net.parameters(), lr=1.0),
+               callbacks=[tr.ClipGradNorm(0.01, record="grad_norm")], **quiet())
+    step = torch.sqrt(sum(((p.detach() - q) ** 2).sum() for p, q in zip(net.parameters(), before)))
+    assert step <= 0.01 + 1e-6 and h["grad_norm"][0] > 1.0  # the norm before clipping
+    with pytest.raises(ValueError, match="max_norm"):
+        tr.ClipGradNorm(0)
+
+
+def test_grad_scaler_path_equals_plain_training():
+    """Mixed-precision plumbing (GradScaler) without branches: a power-of-two scale is exact."""
+    X, y = blobs(64)
+    results = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=16.0)):
+        torch.manual_seed(0)
+        net = nn.Linear(2, 3)
+        tr.fit(net, load_array((X, y), 16, is_train=False), ce_step, 2,
+               optimizer=torch.optim.SGD(net.parameters(), lr=0.5), scaler=scaler,
+               callbacks=[tr.ClipGradNorm(0.5)], **quiet())
+        results.append(net.state_dict())
+    for k in results[0]:
+        torch.testing.assert_close(results[0][k], results[1][k], rtol=0, atol=0)
+
+
+def test_channels_last_keeps_results_within_tolerance():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(64, 1, 8, 8, generator=g)
+    y = (X.mean(dim=(1, 2, 3)) > 0).long()
+    nets = []
+    for callbacks in ([], [tr.ChannelsLast()]):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+        tr.fit(net, load_array((X, y), 16, is_train=False), ce_step, 2,
+               optimizer=torch.optim.SGD(net.parameters(), lr=0.1), callbacks=callbacks, **quiet())
+        nets.append(net)
+    assert nets[1][0].weight.is_contiguous(memory_format=torch.channels_last)
+    for p, q in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_throughput_counts_items_per_second():
+    X, y = blobs(64)
+    net = small_net()
+    h = tr.fit(net, load_array((X, y), 16), ce_step, 2, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+               callbacks=[tr.Throughput("rows_per_sec")], **quiet())
+    assert h["rows_per_sec"] == pytest.approx([64 / s for s in h["seconds"]])
+
+
+def test_fit_with_live_plot_outside_a_notebook(tmp_path):
+    X, y = blobs(64)
+    net = small_net()
+    h = tr.fit(net, load_array((X, y), 16), ce_step, 2, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+               callbacks=[tr.Throughput()], progress=True, plot=True, title="blobs")
+    assert h.epochs == [1, 2]
+
+
+# --- History ------------------------------------------------------------------------------------
+
+def test_history_access_errors_and_consistency():
+    h = tr.History("step")
+    h.append(1, {"train_loss": 1.0, "test_acc": 0.5})
+    assert h["test_acc"] == [0.5] and h.test_acc == [0.5] and "test_acc" in h and "x" not in h
+    with pytest.raises(KeyError, match=r"no metric 'val_acc'.*\['test_acc', 'train_loss'\]"):
+        h["val_acc"]
+    with pytest.raises(AttributeError, match="no attribute or metric 'val_acc'"):
+        h.val_acc
+    with pytest.raises(ValueError, match=r"epoch 2 reports metrics \['train_loss'\]"):
+        h.append(2, {"train_loss": 0.5})
+
+
+def test_history_round_trip_and_checkpoint_of_another_loop():
+    h = tr.History("train_language_model.<locals>.step")
+    h.append(1, {"train_loss": 1.0, "train_ppl": 2.7})
+    again = tr.History.from_dict(h.as_dict(), "train_language_model.<locals>.step")
+    assert again.epochs == [1] and again.metrics == h.metrics
+    with pytest.raises(CheckpointError, match=r"run\.pt was written by a run with step "
+                       r"'train_language_model.<locals>.step' \(metrics \['train_loss', 'train_ppl'\]\), "
+                       r"but this run's step is 'train_classifier.<locals>.step'"):
+        tr.History.from_dict(h.as_dict(), "train_classifier.<locals>.step", "run.pt")
+    with pytest.raises(CheckpointError, match=r"not written by fit\(\).*\['epoch', 'train_ppl'\]"):
+        tr.History.from_dict({"epoch": [1], "train_ppl": [3.0]}, "step")
+
+
+# --- classification -------------------------------------------------------------------------
 
 def test_accuracy_and_errors():
     y_hat = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
@@ -68,37 +309,58 @@ def test_evaluate_accuracy_restores_mode_and_handles_functions():
     net.train()
     acc = tr.evaluate_accuracy(net, load_array((X, y), 64, is_train=False))
     assert 0.0 <= acc <= 1.0 and net.training
+    net.eval()
+    tr.evaluate_accuracy(net, load_array((X, y), 64, is_train=False))
+    assert not net.training
     oracle = lambda X: nn.functional.one_hot(y[: len(X)], 3).float()  # noqa: E731
     assert tr.evaluate_accuracy(oracle, load_array((X, y), 1000, is_train=False)) == 1.0
     with pytest.raises(ValueError, match="empty"):
         tr.evaluate_accuracy(net, [])
 
 
-def test_train_classifier_learns_and_reports(tmp_path):
+def test_train_classifier_learns_and_reports():
     torch.manual_seed(0)
     X, y = blobs()
     net = small_net()
-    h = tr.train_classifier(net, load_array((X, y), 32), load_array((X, y), 128, is_train=False),
-                            nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.2),
-                            num_epochs=5, progress=False, plot=False, plot_path=tmp_path / "p.png")
-    assert h.epoch == [1, 2, 3, 4, 5]
-    assert h.test_acc[-1] > 0.95 and h.train_loss[-1] < h.train_loss[0]
+    test_iter = load_array((X, y), 128, is_train=False)
+    h = tr.train_classifier(net, load_array((X, y), 32), test_iter, nn.CrossEntropyLoss(),
+                            torch.optim.SGD(net.parameters(), lr=0.2), num_epochs=5, progress=False, plot=False)
+    assert h.epochs == [1, 2, 3, 4, 5]
+    assert set(h.metrics) == {"train_loss", "train_acc", "test_acc", "examples_per_sec", "seconds"}
+    assert h.test_acc[-1] > 0.95 and h.train_loss[-1] < h.train_loss[0] and h.train_acc[-1] > 0.9
+    assert h.test_acc[-1] == tr.evaluate_accuracy(net, test_iter)
     assert all(v > 0 for v in h.examples_per_sec) and len(h.seconds) == 5
-    assert (tmp_path / "p.png").stat().st_size > 1000
-    assert "5 epochs" in repr(h) and set(h.as_dict()) >= {"train_loss", "test_acc"}
-    assert repr(tr.History()) == "History(empty)"
+
+
+def test_train_acc_counts_the_training_steps_predictions():
+    """train_acc of epoch 1 = accuracy of each batch's predictions at the moment it was trained on."""
+    X, y = blobs(64)
+    torch.manual_seed(0)
+    net = small_net()
+    replay = small_net()
+    replay.load_state_dict(net.state_dict())
+    h = tr.train_classifier(net, load_array((X, y), 16, is_train=False), None, nn.CrossEntropyLoss(),
+                            torch.optim.SGD(net.parameters(), lr=0.5), 1, progress=False, plot=False)
+    opt = torch.optim.SGD(replay.parameters(), lr=0.5)
+    correct = 0
+    for X_b, y_b in load_array((X, y), 16, is_train=False):
+        y_hat = replay(X_b)
+        correct += int((y_hat.argmax(1) == y_b).sum())
+        loss = nn.functional.cross_entropy(y_hat, y_b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert h.train_acc == [correct / 64] and "test_acc" not in h
 
 
 def test_train_classifier_accepts_per_example_loss_and_scratch_optimizer():
     torch.manual_seed(0)
     X, y = blobs()
-    W = torch.zeros(2, 3, requires_grad=True)
-    b = torch.zeros(3, requires_grad=True)
 
     class Scratch(nn.Module):
         def __init__(self):
             super().__init__()
-            self.W, self.b = nn.Parameter(W.detach().clone()), nn.Parameter(b.detach().clone())
+            self.W, self.b = nn.Parameter(torch.zeros(2, 3)), nn.Parameter(torch.zeros(3))
 
         def forward(self, X):
             return X @ self.W + self.b
@@ -118,199 +380,22 @@ def test_train_classifier_accepts_per_example_loss_and_scratch_optimizer():
 
     net = Scratch()
     loss = lambda y_hat, y: nn.functional.cross_entropy(y_hat, y, reduction="none")  # noqa: E731
-    h = tr.train_classifier(net, load_array((X, y), 32), None, loss, SGD(net.parameters(), 0.5),
-                            3, progress=False, plot=False)
-    assert h.test_acc == [None, None, None] and h.train_acc[-1] > 0.9
+    h = tr.train_classifier(net, load_array((X, y), 32), None, loss, SGD(net.parameters(), 0.5), 3,
+                            progress=False, plot=False)
+    assert h.train_acc[-1] > 0.9 and math.isfinite(h.train_loss[-1])
 
 
-def test_scheduler_steps_per_epoch_and_per_batch():
-    X, y = blobs(64)
-    for interval, expected_steps in [("epoch", 2), ("batch", 2 * 4)]:
-        net = small_net()
-        opt = torch.optim.SGD(net.parameters(), lr=1.0)
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-        tr.train_classifier(net, load_array((X, y), 16), None, nn.CrossEntropyLoss(), opt, 2,
-                            scheduler=sched, scheduler_interval=interval, progress=False, plot=False)
-        assert opt.param_groups[0]["lr"] == pytest.approx(0.5 ** expected_steps)
-
-
-def test_grad_clip_bounds_the_update():
-    X, y = blobs(32)
-    net = nn.Linear(2, 3)
-    before = [p.detach().clone() for p in net.parameters()]
-    tr.train_classifier(net, load_array((X * 1000, y), 32), None, nn.CrossEntropyLoss(),
-                        torch.optim.SGD(net.parameters(), lr=1.0), 1, grad_clip=0.01,
-                        progress=False, plot=False)
-    step = torch.sqrt(sum(((p.detach() - q) ** 2).sum() for p, q in zip(net.parameters(), before)))
-    assert step <= 0.01 + 1e-6
-
-
-def test_divergence_stops_with_clear_error():
-    X, y = blobs(64)
-    calls = {"n": 0}
-
-    def loss(y_hat, y):
-        calls["n"] += 1
-        value = nn.functional.cross_entropy(y_hat, y)
-        return value * float("nan") if calls["n"] == 6 else value
-
-    net = small_net()
-    with pytest.raises(tr.TrainingDivergedError, match=r"epoch 2, batch 2.*learning rate"):
-        tr.train_classifier(net, load_array((X, y), 16), None, loss,
-                            torch.optim.SGD(net.parameters(), lr=0.1), 3, progress=False, plot=False)
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(num_epochs=0), "num_epochs"), (dict(scheduler_interval="step"), "scheduler_interval"),
-    (dict(grad_clip=0.0), "grad_clip"), (dict(resume=True), "checkpoint_path"),
-    (dict(amp="int8"), "amp"), (dict(amp="fp16"), "CUDA"), (dict(sync_every=0), "sync_every"),
-])
-def test_train_classifier_bad_arguments(kwargs, message):
-    X, y = blobs(32)
-    net = small_net()
-    args = dict(num_epochs=1, progress=False, plot=False)
-    args.update(kwargs)
-    with pytest.raises(ValueError, match=message):
-        tr.train_classifier(net, load_array((X, y), 16), None, nn.CrossEntropyLoss(),
-                            torch.optim.SGD(net.parameters(), lr=0.1), **args)
-
-
-def test_empty_loader_is_an_error():
-    net = small_net()
-    with pytest.raises(ValueError, match="no batches"):
-        tr.train_classifier(net, [], None, nn.CrossEntropyLoss(),
-                            torch.optim.SGD(net.parameters(), lr=0.1), 1, progress=False, plot=False)
-
-
-def run(num_epochs, ckpt=None, resume=False, generator=None, stop_after=None):
-    """Train a dropout net with Adam + schedule; optionally stop early to simulate a crash."""
-    X, y = blobs(200, seed=1)
-    torch.manual_seed(42)
-    net = small_net(dropout=0.3)
-    opt = torch.optim.Adam(net.parameters(), lr=0.01)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
-    loader = tensor_loader(X, y, batch_size=32, shuffle=True, generator=generator)
-    if resume:
-        torch.manual_seed(999)  # a fresh process would have a different RNG state
-    h = tr.train_classifier(net, loader, None, nn.CrossEntropyLoss(), opt,
-                            stop_after or num_epochs, scheduler=sched, checkpoint_path=ckpt,
-                            resume=resume, progress=False, plot=False)
-    return net, h, opt
-
-
-@pytest.mark.parametrize("use_generator", [False, True])
-def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, use_generator):
-    gen = (lambda: torch.Generator().manual_seed(7)) if use_generator else (lambda: None)
-    straight, h_straight, _ = run(5, generator=gen())
-    ckpt = tmp_path / "run.pt"
-    run(5, ckpt=ckpt, generator=gen(), stop_after=2)  # "interrupted" after 2 epochs
-    assert tr.load_checkpoint(ckpt)["epoch"] == 2
-    resumed, h_resumed, opt = run(5, ckpt=ckpt, resume=True, generator=gen())
-    for p, q in zip(straight.parameters(), resumed.parameters()):
-        torch.testing.assert_close(p, q, rtol=0, atol=0)
-    assert h_resumed.epoch == [1, 2, 3, 4, 5]
-    assert h_resumed.train_loss == pytest.approx(h_straight.train_loss)
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.01 * 0.7**5)
-    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temp files left
-
-
-def test_checkpoint_from_other_model_names_keys(tmp_path):
-    ckpt = tmp_path / "c.pt"
-    run(1, ckpt=ckpt)
-    X, y = blobs(32)
-    other = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 3), nn.Linear(3, 3))
-    with pytest.raises(tr.CheckpointError, match=r"different model.*(shape mismatch|missing keys)") as info:
-        tr.train_classifier(other, load_array((X, y), 16), None, nn.CrossEntropyLoss(),
-                            torch.optim.SGD(other.parameters(), lr=0.1), 2, checkpoint_path=ckpt,
-                            resume=True, progress=False, plot=False)
-    assert "0.weight" in str(info.value)
-
-
-class Evil:
-    def __reduce__(self):
-        return (os.system, ("touch evil_was_here",))
-
-
-def test_load_checkpoint_refuses_code_and_missing(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    bad = tmp_path / "evil.pt"
-    torch.save({"model": Evil()}, bad)
-    with pytest.raises(tr.CheckpointError, match="refusing to load"):
-        tr.load_checkpoint(bad)
-    assert not (tmp_path / "evil_was_here").exists()
-    with open(tmp_path / "evil.pkl", "wb") as f:
-        pickle.dump(Evil(), f)
-    with pytest.raises(tr.CheckpointError):
-        tr.load_checkpoint(tmp_path / "evil.pkl")
-    assert not (tmp_path / "evil_was_here").exists()
-    with pytest.raises(tr.CheckpointError, match="does not exist"):
-        tr.load_checkpoint(tmp_path / "none.pt")
-
-
-def test_save_checkpoint_is_atomic_on_failure(tmp_path, monkeypatch):
-    target = tmp_path / "c.pt"
-    tr.save_checkpoint(target, {"epoch": 1})
-
-    def broken_save(obj, f):
-        with open(f, "wb") as handle:
-            handle.write(b"half")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(tr.torch, "save", broken_save)
-    with pytest.raises(OSError):
-        tr.save_checkpoint(target, {"epoch": 2})
-    monkeypatch.undo()
-    assert tr.load_checkpoint(target)["epoch"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
-
-
-def conv_data():
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(64, 1, 8, 8, generator=g)
+def test_train_classifier_passes_callbacks_and_channels_last():
+    X = torch.randn(32, 1, 4, 4)
     y = (X.mean(dim=(1, 2, 3)) > 0).long()
-    return X, y
-
-
-def conv_net():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
-
-
-def train_variant(**switches):
-    X, y = conv_data()
-    net = conv_net()
-    torch.manual_seed(1)
-    h = tr.train_classifier(net, load_array((X, y), 16, is_train=False), None, nn.CrossEntropyLoss(),
-                            torch.optim.SGD(net.parameters(), lr=0.1), 2, progress=False, plot=False,
-                            **switches)
-    return net, h
-
-
-def test_speed_switches_keep_results_within_tolerance():
-    base, h = train_variant()
-    cl, h_cl = train_variant(channels_last=True)
-    for p, q in zip(base.parameters(), cl.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
-    bf, h_bf = train_variant(amp="bf16")
-    assert h_bf.train_loss == pytest.approx(h.train_loss, rel=0.05)
-    for p, q in zip(base.parameters(), bf.parameters()):
-        torch.testing.assert_close(p, q, rtol=0.05, atol=0.02)
-
-
-@pytest.mark.slow
-def test_torch_compile_switch_matches_eager():
-    base, _ = train_variant()
-    compiled, _ = train_variant(compile=True)
-    for p, q in zip(base.parameters(), compiled.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
-
-
-def test_on_epoch_end_callback_sees_history():
-    X, y = blobs(64)
-    net = small_net()
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(32, 2))
     calls = []
-    tr.train_classifier(net, load_array((X, y), 16), None, nn.CrossEntropyLoss(),
-                        torch.optim.SGD(net.parameters(), lr=0.1), 3, progress=False, plot=False,
-                        on_epoch_end=lambda e, h: calls.append((e, len(h.epoch))))
-    assert calls == [(1, 1), (2, 2), (3, 3)]
+
+    class Note:
+        def after_epoch(self, run):
+            calls.append(run.epoch)
+
+    tr.train_classifier(net, tensor_loader(X, y, batch_size=8), None, nn.CrossEntropyLoss(),
+                        torch.optim.SGD(net.parameters(), lr=0.1), 2, channels_last=True,
+                        callbacks=[Note()], progress=False, plot=False)
+    assert calls == [1, 2] and net[0].weight.is_contiguous(memory_format=torch.channels_last)

@@ -1,8 +1,10 @@
 """Execute every notebook headless into ``build/`` and report on them (``make run``).
 
-For each notebook: ``build/NN_topic.ipynb`` (executed), ``build/NN_topic.html``, a thumbnail of
-its last plot in ``build/thumbs/``, and its key results (what the notebook passed to
-``course_utils.report.report_results``). At the end: a table on stdout and
+For each notebook: ``build/NN_topic.ipynb`` (executed, with the run's mode, date and status in
+its ``course_run`` metadata, which ``make site`` reads), ``build/NN_topic.html`` (displays
+offline: math by the local MathJax copy in ``build/_static/``, progress bars as static HTML), a
+thumbnail of its learning-curve figure in ``build/thumbs/``, and its key results (what the
+notebook passed to ``course_utils.report.report_results``). At the end: a table on stdout and
 ``build/report.md`` / ``build/report.html``. A failing notebook does not stop the others; the
 summary names its failing cell. Exit status 1 if any notebook failed.
 
@@ -22,6 +24,7 @@ import html
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -34,6 +37,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from course_utils.report import read_results  # noqa: E402
+from tools.website.offline import MATHJAX_CONFIG, copy_mathjax, export_html, external_loads, run_banner  # noqa: E402
+
+MATHJAX_DIR = "_static/mathjax"  # under the output folder, shared by every page
 
 # What the d2l book (1.0.3, PyTorch) shows for the comparable experiment; approximate, read
 # off the book's printed numbers and plots. Shown next to our results in the report.
@@ -60,6 +66,11 @@ class Outcome:
     thumbnail: str = ""
 
 
+def smoke_requested() -> bool:
+    """True when ``COURSE_SMOKE`` asks for the quick mode (as ``course_utils.settings`` reads it)."""
+    return os.environ.get("COURSE_SMOKE", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def find_notebooks(args: list[str]) -> list[Path]:
     if args:
         return [Path(a).resolve() for a in args]
@@ -77,13 +88,33 @@ def failing_cell(nb: nbformat.NotebookNode) -> str:
     return "unknown cell"
 
 
-def save_thumbnail(nb: nbformat.NotebookNode, target: Path) -> str:
-    last_png = None
+THUMBNAIL_TAG = "thumbnail"
+_TRAINING_CALL = re.compile(r"\b(train\w*|fit)\s*\(")
+
+
+def thumbnail_png(nb: nbformat.NotebookNode) -> str | None:
+    """The base64 PNG that best shows the notebook's training: its learning curve.
+
+    The last image of a cell tagged ``thumbnail`` if any; else the last image of a cell that
+    calls a training function (``train_classifier(...)``, ``train_seq(...)``, …), whose final
+    output is the live plot's learning curve; else the notebook's last image.
+    """
+    tagged, training, last = None, None, None
     for cell in nb.cells:
         for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if "image/png" in data:
-                last_png = data["image/png"]
+            png = out.get("data", {}).get("image/png")
+            if png is None:
+                continue
+            last = png
+            if THUMBNAIL_TAG in cell.get("metadata", {}).get("tags", []):
+                tagged = png
+            if _TRAINING_CALL.search(cell.get("source", "")):
+                training = png
+    return tagged or training or last
+
+
+def save_thumbnail(nb: nbformat.NotebookNode, target: Path) -> str:
+    last_png = thumbnail_png(nb)
     if last_png is None:
         return ""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -91,10 +122,28 @@ def save_thumbnail(nb: nbformat.NotebookNode, target: Path) -> str:
     return str(target)
 
 
-def run_one(path: Path, out_dir: Path, timeout: int, threads: int | None = None) -> Outcome:
+def _kernel_config() -> object:
+    """Kernel-manager settings: CurveZMQ-encrypted kernel channels where pyzmq supports them.
+
+    ipykernel warns "Kernel is running over TCP without encryption" on start-up (into our
+    progress line) unless the manager provisions Curve keys, which this turns on.
+    """
+    import zmq
+    from traitlets.config import Config
+
+    config = Config()
+    if zmq.has("curve"):
+        config.KernelManager.transport_encryption = "auto"
+    return config
+
+
+def run_one(path: Path, out_dir: Path, timeout: int, threads: int | None = None,
+            smoke: bool | None = None) -> Outcome:
+    """Execute one notebook into ``out_dir`` (``main`` has copied MathJax there first)."""
+    from datetime import datetime, timezone
+
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-    from nbconvert import HTMLExporter
 
     outcome = Outcome(path.stem)
     nb = nbformat.read(path, as_version=4)
@@ -105,7 +154,7 @@ def run_one(path: Path, out_dir: Path, timeout: int, threads: int | None = None)
     if threads is not None:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, str(threads))
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", config=_kernel_config(),
                             resources={"metadata": {"path": str(path.parent)}})
     tic = time.perf_counter()
     try:
@@ -118,8 +167,22 @@ def run_one(path: Path, out_dir: Path, timeout: int, threads: int | None = None)
         outcome.failing_cell = f"{type(err).__name__}: {str(err)[:200]}"
     finally:
         outcome.seconds = time.perf_counter() - tic
+    if smoke is None:
+        smoke = smoke_requested()
+    nb.metadata["course_run"] = {
+        "mode": "smoke" if smoke else "full",
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(outcome.seconds, 1),
+        "status": outcome.status,
+        "failing_cell": outcome.failing_cell,
+    }
     nbformat.write(nb, out_dir / path.name)
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    body = export_html(nb, mathjax_url=f"{MATHJAX_DIR}/MathJax.js?config={MATHJAX_CONFIG}",
+                       banner=run_banner(nb.metadata["course_run"]), strict=False)
+    external = external_loads(body)
+    if external:
+        print(f"warning: {path.stem}.html loads from other hosts (an output embeds them): "
+              f"{', '.join(external[:3])}", file=sys.stderr, flush=True)
     (out_dir / f"{path.stem}.html").write_text(body, encoding="utf-8")
     outcome.thumbnail = save_thumbnail(nb, out_dir / "thumbs" / f"{path.stem}.png")
     outcome.results = dict(read_results(results_file))
@@ -130,12 +193,24 @@ def fmt_results(results: dict[str, object]) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in results.items())
 
 
+SMOKE_NOTE = ("Smoke mode: every notebook ran on fewer examples and epochs (and smaller models "
+              "where needed) to check that it works, so its results are expected below the "
+              "book's full-run figures; `make run` without COURSE_SMOKE runs the full lessons.")
+
+
+def report_labels(smoke: bool) -> tuple[str, str, str]:
+    """Heading, results column and book column of the report for this mode."""
+    if smoke:
+        return ("Notebook run report — smoke mode (COURSE_SMOKE=1)",
+                "results (smoke run: fewer epochs — expected below the book's figure)",
+                "d2l book (full run)")
+    return "Notebook run report — full mode", "results", "d2l book"
+
+
 def write_reports(outcomes: list[Outcome], out_dir: Path, smoke: bool) -> str:
-    mode = "smoke (COURSE_SMOKE=1)" if smoke else "full"
-    lines = [
-        f"# Notebook run report ({mode})",
-        "",
-        "| notebook | status | seconds | results | d2l book | failing cell |",
+    title, results_label, book_label = report_labels(smoke)
+    lines = [f"# {title}", ""] + ([SMOKE_NOTE, ""] if smoke else []) + [
+        f"| notebook | status | seconds | {results_label} | {book_label} | failing cell |",
         "| --- | --- | ---: | --- | --- | --- |",
     ]
     for o in outcomes:
@@ -150,21 +225,26 @@ def write_reports(outcomes: list[Outcome], out_dir: Path, smoke: bool) -> str:
     (out_dir / "report.md").write_text(markdown, encoding="utf-8")
     rows = []
     for o in outcomes:
-        thumb = (f'<img src="thumbs/{o.name}.png" width="160">' if o.thumbnail else "")
+        thumb = (f'<a href="thumbs/{o.name}.png"><img src="thumbs/{o.name}.png" width="360" '
+                 f'alt="learning curve of {html.escape(o.name)}"></a>' if o.thumbnail else "")
+        status = html.escape(o.status) + (f"<br><small>{html.escape(o.failing_cell)}</small>" if o.failing_cell else "")
         rows.append(
             "<tr>" + "".join(f"<td>{c}</td>" for c in [
-                f'<a href="{o.name}.html">{html.escape(o.name)}</a>', html.escape(o.status),
+                f'<a href="{o.name}.html">{html.escape(o.name)}</a>', thumb, status,
                 f"{o.seconds:.1f}", html.escape(fmt_results(o.results)),
-                html.escape(D2L_REFERENCE.get(o.name, "")), html.escape(o.failing_cell), thumb,
+                html.escape(D2L_REFERENCE.get(o.name, "")),
             ]) + "</tr>"
         )
+    note = f"<p class='note'>{html.escape(SMOKE_NOTE)}</p>" if smoke else ""
     page = (
-        "<!doctype html><meta charset='utf-8'><title>Notebook run report</title>"
-        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
-        "table{border-collapse:collapse}</style>"
-        f"<h1>Notebook run report ({html.escape(mode)})</h1><table><tr><th>notebook</th>"
-        "<th>status</th><th>seconds</th><th>results</th><th>d2l book</th><th>failing cell</th>"
-        "<th>plot</th></tr>" + "".join(rows) + f"</table><p>Total: {total:.1f} s</p>"
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px;vertical-align:top;"
+        "max-width:30em;overflow-wrap:break-word}td:first-child{white-space:nowrap}"
+        "table{border-collapse:collapse}"
+        ".note{padding:.4em .8em;border-left:4px solid #e69500;background:#fff8e6}</style>"
+        f"<h1>{html.escape(title)}</h1>{note}<table><tr><th>notebook</th><th>learning curve</th>"
+        f"<th>status</th><th>seconds</th><th>{html.escape(results_label)}</th>"
+        f"<th>{html.escape(book_label)}</th></tr>" + "".join(rows) + f"</table><p>Total: {total:.1f} s</p>"
     )
     (out_dir / "report.html").write_text(page, encoding="utf-8")
     (out_dir / "report.json").write_text(
@@ -184,13 +264,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     out_dir = Path(args.out).resolve()  # kernels run in notebooks/, so no relative paths
     out_dir.mkdir(parents=True, exist_ok=True)
-    smoke = os.environ.get("COURSE_SMOKE", "") not in ("", "0")
+    smoke = smoke_requested()
     paths = find_notebooks(args.notebooks)
+    copy_mathjax(out_dir / MATHJAX_DIR)  # once, before the (parallel) runs write their pages
     outcomes: list[Outcome] = []
     if args.jobs == 1:
         for i, path in enumerate(paths, start=1):
             print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
-            outcome = run_one(path, out_dir, args.timeout)
+            outcome = run_one(path, out_dir, args.timeout, smoke=smoke)
             print(f"{outcome.status} in {outcome.seconds:.1f} s", flush=True)
             outcomes.append(outcome)
     else:
@@ -198,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         threads = max(1, cores // args.jobs)
         print(f"running {len(paths)} notebooks, {args.jobs} at a time, {threads} thread(s) each", flush=True)
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(run_one, path, out_dir, args.timeout, threads) for path in paths]
-            for i, (path, future) in enumerate(zip(paths, futures), start=1):
+            futures = [pool.submit(run_one, path, out_dir, args.timeout, threads, smoke) for path in paths]
+            for i, (path, future) in enumerate(zip(paths, futures, strict=True), start=1):
                 outcome = future.result()
                 print(f"[{i}/{len(paths)}] {path.name} {outcome.status} in {outcome.seconds:.1f} s", flush=True)
                 outcomes.append(outcome)

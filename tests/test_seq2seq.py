@@ -1,5 +1,6 @@
+"""Seq2seq: the masked loss, training with fit, greedy and beam search, BLEU."""
+
 import itertools
-import math
 
 import pytest
 import torch
@@ -7,111 +8,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from course_utils import nmt
-
-
-def test_read_and_preprocess_pairs():
-    raw = nmt.read_fra_eng()
-    assert raw.startswith("Go.\tVa !") and raw.count("\n") == 167_130
-    text = nmt.preprocess_nmt(raw[:200])
-    assert text.startswith("go .\tva !") and "\u202f" not in text
-    assert nmt.preprocess_nmt("Hi,there!") == "hi ,there !"
-    src, tgt = nmt.tokenize_nmt(text)
-    assert src[0] == ["go", "."] and tgt[0] == ["va", "!"]
-    src, _ = nmt.tokenize_nmt("a\tb\nbroken line\nc\td", num_examples=3)
-    assert src == [["a"], ["c"]]
-
-
-def test_truncate_pad_examples():
-    assert nmt.truncate_pad([1, 2, 3], 5, 0) == [1, 2, 3, 0, 0]
-    assert nmt.truncate_pad([1, 2, 3], 2, 0) == [1, 2]
-    with pytest.raises(ValueError):
-        nmt.truncate_pad([1], 0, 0)
-
-
-@given(st.lists(st.integers(1, 9), max_size=30), st.integers(1, 20))
-@settings(max_examples=100, deadline=None)
-def test_truncate_pad_property(line, num_steps):
-    out = nmt.truncate_pad(line, num_steps, 0)
-    assert len(out) == num_steps
-    keep = min(len(line), num_steps)
-    assert out[:keep] == line[:keep] and all(t == 0 for t in out[keep:])
-
-
-def test_load_data_nmt_batches_and_split():
-    data = nmt.load_data_nmt(32, 8, num_examples=600)
-    src, src_len, tgt_in, tgt, tgt_len = next(iter(data.train_iter))
-    assert src.shape == tgt.shape == tgt_in.shape == (32, 8)
-    assert (tgt_in[:, 0] == data.tgt_vocab["<bos>"]).all()
-    assert torch.equal(tgt_in[:, 1:], tgt[:, :-1])
-    assert torch.equal(src_len, (src != data.src_vocab["<pad>"]).sum(1))
-    assert len(data.val_pairs) == 60
-    n_train = sum(len(b[0]) for b in data.train_iter)
-    n_val = sum(len(b[0]) for b in data.val_iter)
-    assert n_train + n_val == 600
-    assert data.src_vocab.idx_to_token[:4] == ["<unk>", "<pad>", "<bos>", "<eos>"]
-    with pytest.raises(ValueError):
-        nmt.load_data_nmt(0, 8)
-    with pytest.raises(ValueError):
-        nmt.load_data_nmt(8, 8, val_fraction=0)
-
-
-def test_sequence_mask_and_errors():
-    X = torch.ones(2, 3, 2)
-    out = nmt.sequence_mask(X, torch.tensor([1, 2]), value=-1)
-    assert out[0, :, 0].tolist() == [1, -1, -1] and out[1, :, 1].tolist() == [1, 1, -1]
-    with pytest.raises(ValueError, match="valid lengths must be in"):
-        nmt.sequence_mask(X, torch.tensor([1, 4]))
-    with pytest.raises(ValueError, match="batch size"):
-        nmt.sequence_mask(X, torch.tensor([1]))
-    with pytest.raises(ValueError):
-        nmt.sequence_mask(torch.ones(3), torch.tensor([1]))
-
-
-@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 6), st.data())
-@settings(max_examples=80, deadline=None)
-def test_masked_softmax_rows_sum_to_one_over_valid_keys(batch, queries, keys, data):
-    X = torch.randn(batch, queries, keys)
-    lens = torch.tensor(data.draw(st.lists(st.integers(1, keys), min_size=batch, max_size=batch)))
-    W = nmt.masked_softmax(X, lens)
-    torch.testing.assert_close(W.sum(-1), torch.ones(batch, queries))
-    for b in range(batch):
-        assert (W[b, :, lens[b]:] == 0).all()
-        torch.testing.assert_close(W[b, :, :lens[b]], torch.softmax(X[b, :, :lens[b]], -1))
-    lens2 = torch.randint(1, keys + 1, (batch, queries))
-    W2 = nmt.masked_softmax(X, lens2)
-    torch.testing.assert_close(W2.sum(-1), torch.ones(batch, queries))
-
-
-def test_masked_softmax_edge_cases():
-    X = torch.randn(2, 2, 3)
-    torch.testing.assert_close(nmt.masked_softmax(X, None), torch.softmax(X, -1))
-    W = nmt.masked_softmax(X, torch.tensor([0, 3]))
-    assert (W[0] == 0).all()
-    with pytest.raises(ValueError):
-        nmt.masked_softmax(X, torch.tensor([4, 1]))
-    with pytest.raises(ValueError):
-        nmt.masked_softmax(X, torch.ones(2, 5, dtype=torch.long))
-    with pytest.raises(ValueError):
-        nmt.masked_softmax(torch.randn(2, 3), torch.tensor([1, 1]))
+from course_utils import seq2seq
+from course_utils.fra_eng import fra_eng_loaders
+from course_utils.training import TrainingDivergedError
 
 
 def test_masked_cross_entropy_ignores_padding():
     logits = torch.randn(2, 4, 6)
     labels = torch.randint(0, 6, (2, 4))
     lens = torch.tensor([2, 3])
-    loss = nmt.masked_cross_entropy(logits, labels, lens)
+    loss = seq2seq.masked_cross_entropy(logits, labels, lens)
     changed = logits.clone()
     changed[0, 2:] = 100 * torch.randn(2, 6)
     changed[1, 3:] = 100 * torch.randn(1, 6)
-    torch.testing.assert_close(nmt.masked_cross_entropy(changed, labels, lens), loss)
+    torch.testing.assert_close(seq2seq.masked_cross_entropy(changed, labels, lens), loss)
     manual = torch.cat([torch.nn.functional.cross_entropy(logits[0, :2], labels[0, :2], reduction="none"),
                         torch.nn.functional.cross_entropy(logits[1, :3], labels[1, :3], reduction="none")]).mean()
     torch.testing.assert_close(loss, manual)
     with pytest.raises(ValueError):
-        nmt.masked_cross_entropy(logits, labels, torch.tensor([0, 0]))
+        seq2seq.masked_cross_entropy(logits, labels, torch.tensor([0, 0]))
     with pytest.raises(ValueError):
-        nmt.masked_cross_entropy(logits, labels[:, :3], lens)
+        seq2seq.masked_cross_entropy(logits, labels[:, :3], lens)
 
 
 # --- decoding ------------------------------------------------------------------------------
@@ -149,11 +66,11 @@ def test_beam_search_equals_exhaustive_with_wide_beam_and_greedy_with_width_one(
     vocab, bos, eos, max_len = 4, 3, 0, 3
     table = torch.log_softmax(torch.randn(vocab, vocab, generator=g) * 2, dim=-1)
     step = toy_step(table)
-    tokens, score = nmt.beam_search(step, 0, bos, eos, max_len, beam_size=vocab ** max_len, alpha=0.75)
+    tokens, score = seq2seq.beam_search(step, 0, bos, eos, max_len, beam_size=vocab ** max_len, alpha=0.75)
     ex_tokens, ex_score = exhaustive(table, bos, eos, max_len, 0.75)
     assert tokens == ex_tokens and score == pytest.approx(ex_score)
-    greedy, greedy_logp = nmt.greedy_search(step, 0, bos, eos, max_len)
-    beam1, beam1_score = nmt.beam_search(step, 0, bos, eos, max_len, beam_size=1, alpha=0.75)
+    greedy, greedy_logp = seq2seq.greedy_search(step, 0, bos, eos, max_len)
+    beam1, beam1_score = seq2seq.beam_search(step, 0, bos, eos, max_len, beam_size=1, alpha=0.75)
     assert beam1 == greedy
     length = len(greedy) + (1 if len(greedy) < max_len else 0)
     assert beam1_score == pytest.approx(greedy_logp / length ** 0.75)
@@ -162,33 +79,33 @@ def test_beam_search_equals_exhaustive_with_wide_beam_and_greedy_with_width_one(
 def test_decoding_argument_checks():
     step = toy_step(torch.zeros(3, 3))
     with pytest.raises(ValueError):
-        nmt.greedy_search(step, 0, 1, 0, 0)
+        seq2seq.greedy_search(step, 0, 1, 0, 0)
     with pytest.raises(ValueError):
-        nmt.beam_search(step, 0, 1, 0, 3, beam_size=0)
+        seq2seq.beam_search(step, 0, 1, 0, 3, beam_size=0)
 
 
 def test_bleu_examples_and_range():
-    assert nmt.bleu("il est calme .".split(), "il est calme .".split()) == 1.0
-    assert nmt.bleu("a b".split(), "c d e".split()) == 0.0
-    assert nmt.bleu([], ["a"]) == 0.0
-    partial = nmt.bleu("je suis chez moi .".split(), "je suis chez moi .".split()[:-1])
+    assert seq2seq.bleu("il est calme .".split(), "il est calme .".split()) == 1.0
+    assert seq2seq.bleu("a b".split(), "c d e".split()) == 0.0
+    assert seq2seq.bleu([], ["a"]) == 0.0
+    partial = seq2seq.bleu("je suis chez moi .".split(), "je suis chez moi .".split()[:-1])
     assert 0 < partial < 1
     with pytest.raises(ValueError):
-        nmt.bleu(["a"], ["a"], k=0)
+        seq2seq.bleu(["a"], ["a"], k=0)
 
 
 @given(st.lists(st.sampled_from("abcd"), max_size=8), st.lists(st.sampled_from("abcd"), max_size=8),
        st.integers(1, 4))
 @settings(max_examples=150, deadline=None)
 def test_bleu_is_between_zero_and_one(pred, label, k):
-    score = nmt.bleu(pred, label, k)
+    score = seq2seq.bleu(pred, label, k)
     assert 0.0 <= score <= 1.0 + 1e-12
     if pred and pred == label:
         assert score == pytest.approx(1.0)
 
 
 class TinySeq2Seq(nn.Module):
-    """GRU encoder-decoder following the course_utils.nmt model interface."""
+    """GRU encoder-decoder following the course_utils.seq2seq model interface."""
 
     def __init__(self, src_vocab, tgt_vocab, hidden=32):
         super().__init__()
@@ -217,21 +134,54 @@ class TinySeq2Seq(nn.Module):
 
 def test_train_seq2seq_and_translate():
     torch.manual_seed(0)
-    data = nmt.load_data_nmt(64, 8, num_examples=300)
+    data = fra_eng_loaders(64, 8, num_examples=300)
     net = TinySeq2Seq(len(data.src_vocab), len(data.tgt_vocab))
-    h = nmt.train_seq2seq(net, data.train_iter, data.val_iter, torch.optim.Adam(net.parameters(), lr=0.01),
+    h = seq2seq.train_seq2seq(net, data.train_iter, data.val_iter, torch.optim.Adam(net.parameters(), lr=0.01),
                           15, plot=False, progress=False)
-    assert h.train_loss[-1] < 0.5 * h.train_loss[0] and h.val_loss[-1] is not None
-    assert nmt.evaluate_seq2seq_loss(net, data.val_iter) == pytest.approx(h.val_loss[-1], rel=1e-5)
-    greedy = nmt.translate(net, "go .", data.src_vocab, data.tgt_vocab, 8)
-    beam = nmt.translate(net, "go .", data.src_vocab, data.tgt_vocab, 8, beam_size=3)
+    assert h.train_loss[-1] < 0.5 * h.train_loss[0]
+    assert set(h.metrics) == {"train_loss", "val_loss", "tokens_per_sec", "seconds"}
+    assert seq2seq.evaluate_seq2seq_loss(net, data.val_iter) == pytest.approx(h.val_loss[-1], rel=1e-5)
+    greedy = seq2seq.translate(net, "go .", data.src_vocab, data.tgt_vocab, 8)
+    beam = seq2seq.translate(net, "go .", data.src_vocab, data.tgt_vocab, 8, beam_size=3)
     assert isinstance(greedy, list) and isinstance(beam, list) and len(beam) <= 8
     with pytest.raises(ValueError):
-        nmt.train_seq2seq(net, data.train_iter, None, torch.optim.SGD(net.parameters(), lr=0.1), 0)
+        seq2seq.train_seq2seq(net, data.train_iter, None, torch.optim.SGD(net.parameters(), lr=0.1), 0)
     with pytest.raises(ValueError, match="no batches"):
-        nmt.train_seq2seq(net, [], None, torch.optim.SGD(net.parameters(), lr=0.1), 1, plot=False, progress=False)
+        seq2seq.train_seq2seq(net, [], None, torch.optim.SGD(net.parameters(), lr=0.1), 1, plot=False, progress=False)
     with pytest.raises(ValueError, match="empty"):
-        nmt.evaluate_seq2seq_loss(net, [])
+        seq2seq.evaluate_seq2seq_loss(net, [])
+    with pytest.raises(ValueError, match="grad_clip"):
+        seq2seq.train_seq2seq(net, data.train_iter, None, torch.optim.SGD(net.parameters(), lr=0.1), 1, grad_clip=0)
+
+
+def test_divergence_is_the_one_training_error_naming_epoch_and_batch():
+    data = fra_eng_loaders(32, 6, num_examples=160, seed=2)
+    net = TinySeq2Seq(len(data.src_vocab), len(data.tgt_vocab))
+    with torch.no_grad():
+        net.out.bias.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="epoch 1, batch 1.*learning rate"):
+        seq2seq.train_seq2seq(net, data.train_iter, None, torch.optim.SGD(net.parameters(), lr=0.1), 1,
+                              plot=False, progress=False)
+
+
+def test_train_loss_is_the_mean_per_valid_target_token():
+    data = fra_eng_loaders(32, 6, num_examples=160, seed=2)
+    torch.manual_seed(0)
+    net = TinySeq2Seq(len(data.src_vocab), len(data.tgt_vocab))
+    per_batch = []
+
+    class Spy:  # the loss of each batch and its number of valid tokens, before the update
+        def before_batch(self, run):
+            src, src_len, tgt_in, tgt, tgt_len = run.batch
+            with torch.no_grad():
+                per_batch.append((float(seq2seq.masked_cross_entropy(run.model(src, src_len, tgt_in), tgt, tgt_len)),
+                                  int(tgt_len.sum())))
+
+    h = seq2seq.train_seq2seq(net, data.train_iter, None, torch.optim.SGD(net.parameters(), lr=0.1), 1,
+                              callbacks=[Spy()], plot=False, progress=False)
+    expected = sum(loss * n for loss, n in per_batch) / sum(n for _, n in per_batch)
+    assert h.train_loss == [pytest.approx(expected, rel=1e-6)]
+    assert h.tokens_per_sec[0] == pytest.approx(sum(n for _, n in per_batch) / h.seconds[0])
 
 
 def beam_search_full_expansion(step, state, bos, eos, max_len, beam_size, alpha):
@@ -263,5 +213,5 @@ def test_beam_search_matches_full_vocabulary_expansion_on_a_large_vocabulary(see
     table = torch.log_softmax(torch.randn(vocab, vocab, generator=g) * 3, dim=-1)
     step = toy_step(table)
     expected = beam_search_full_expansion(step, 0, bos, eos, max_len, beam_size, 0.75)
-    tokens, score = nmt.beam_search(step, 0, bos, eos, max_len, beam_size, alpha=0.75)
+    tokens, score = seq2seq.beam_search(step, 0, bos, eos, max_len, beam_size, alpha=0.75)
     assert tokens == expected[0] and score == pytest.approx(expected[1])

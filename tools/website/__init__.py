@@ -1,0 +1,1 @@
+"""The course's offline website (``make site``) and offline notebook HTML (``make run``)."""

@@ -1,0 +1,347 @@
+"""``make site``: a static website of the executed notebooks that builds and displays offline.
+
+Reads the executed notebooks that ``make run`` writes (``build/NN_topic.ipynb``) and writes
+``build/site/``: ``index.html`` (the README's chapter table, how to run the course, search), one
+page per chapter with its outputs, plots and rendered math, prev/next navigation, and a search
+over every chapter's text and code. Nothing is fetched from the network, at build time or when
+the pages are viewed: math is typeset by a local copy of MathJax (see ``offline.py`` and
+``docs/site.md`` for why this tool). Open ``build/site/index.html`` in a browser, or serve the
+folder (``python -m http.server -d build/site``).
+
+    python tools/website/build.py [--src build] [--out build/site] [--readme README.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tools.add_colab_cell import colab_url  # noqa: E402
+from tools.website.offline import (  # noqa: E402
+    OfflineError,
+    copy_mathjax,
+    export_html,
+    external_loads,
+    run_banner,
+)
+
+HERE = Path(__file__).resolve().parent
+STATIC = "_static"
+
+__all__ = ["Chapter", "chapter_table", "search_sections", "build_site", "main"]
+
+
+class SiteError(RuntimeError):
+    """The site cannot be built from these inputs (the message says why)."""
+
+
+@dataclass
+class Chapter:
+    """One executed notebook and its page."""
+
+    name: str
+    path: Path
+    title: str
+    run: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def href(self) -> str:
+        return f"{self.name}.html"
+
+
+def _split_row(line: str) -> list[str]:
+    cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
+    return [c.strip().replace("\\|", "|") for c in cells]
+
+
+def chapter_table(readme: str) -> tuple[list[str], list[list[str]]]:
+    """The header and rows (Markdown cells) of the first table under ``## Chapters``.
+
+    >>> chapter_table("# T\\n\\n## Chapters\\n\\nIntro.\\n\\n| # | notebook |\\n| --- | --- |\\n| 01 | `01_a` |\\n")
+    (['#', 'notebook'], [['01', '`01_a`']])
+    """
+    match = re.search(r"^##\s+Chapters\s*$", readme, re.M)
+    if match is None:
+        raise SiteError("README.md has no '## Chapters' section: the home page's table comes from it")
+    lines = readme[match.end():].splitlines()
+    table: list[str] = []
+    for line in lines:
+        if line.startswith("## "):
+            break
+        if line.lstrip().startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    if len(table) < 3 or not re.fullmatch(r"[\s|:-]+", table[1]):
+        raise SiteError("README.md's '## Chapters' section has no Markdown table (header, ---, rows)")
+    header = _split_row(table[0])
+    return header, [_split_row(line) for line in table[2:]]
+
+
+def _inline_markdown(text: str) -> str:
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    rendered = markdown2html_mistune(text).strip()
+    return re.sub(r"^<p>(.*)</p>$", r"\1", rendered, flags=re.S)
+
+
+def _readme_intro(readme: str) -> tuple[str, str]:
+    """The README's title (its ``# `` heading) and first paragraph."""
+    title_match = re.search(r"^#\s+(.+)$", readme, re.M)
+    title = title_match.group(1).strip() if title_match else "The course"
+    rest = readme[title_match.end():] if title_match else readme
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", rest) if p.strip()]
+    intro = next((p for p in paragraphs if not p.startswith(("#", "|", "```", "-", ">"))), "")
+    return title, intro
+
+
+def _notebook_title(nb: nbformat.NotebookNode, fallback: str) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            match = re.search(r"^#\s+(.+)$", cell.source, re.M)
+            if match:
+                return match.group(1).strip()
+    return fallback
+
+
+class _SectionCollector(HTMLParser):
+    """Splits an exported notebook page into (heading id, heading text, text) sections.
+
+    Markdown and code text count; outputs, prompts, scripts and styles do not.
+    """
+
+    _SKIP_CLASSES = ("jp-OutputArea", "jp-InputPrompt", "anchor-link", "course-header",
+                     "course-footer-nav", "course-banner", "course-links")
+    _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+             "track", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.sections: list[dict[str, str]] = [{"a": "", "s": "", "x": ""}]
+        self._stack: list[tuple[str, bool]] = []  # (tag, skipping since this tag)
+        self._heading: str | None = None
+        self._raw = 0  # inside <script>/<style>
+
+    @property
+    def _skipping(self) -> bool:
+        return any(skip for _, skip in self._stack)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if tag in ("script", "style"):
+            self._raw += 1
+            return
+        if tag in self._VOID:
+            return
+        classes = values.get("class", "")
+        skip = any(c in classes for c in self._SKIP_CLASSES)
+        self._stack.append((tag, skip))
+        if re.fullmatch(r"h[1-3]", tag) and values.get("id") and not self._skipping:
+            self.sections.append({"a": values["id"], "s": "", "x": ""})
+            self._heading = tag
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._raw = max(0, self._raw - 1)
+            return
+        for i in range(len(self._stack) - 1, -1, -1):  # tolerate unclosed inner tags
+            if self._stack[i][0] == tag:
+                del self._stack[i:]
+                break
+        if tag == self._heading:
+            self._heading = None
+
+    def handle_data(self, data: str) -> None:
+        if self._raw or self._skipping:
+            return
+        key = "s" if self._heading else "x"
+        self.sections[-1][key] += data
+
+
+def search_sections(page: str) -> list[dict[str, str]]:
+    """Sections of an exported page: anchor ``a``, heading ``s`` and whitespace-folded text ``x``.
+
+    >>> search_sections('<h2 id="Loss">Loss<a class="anchor-link" href="#Loss">¶</a></h2><p>squared   error</p>')
+    [{'a': 'Loss', 's': 'Loss', 'x': 'squared error'}]
+    """
+    collector = _SectionCollector()
+    collector.feed(page)
+    collector.close()
+    sections = []
+    for section in collector.sections:
+        folded = {k: " ".join(v.split()) for k, v in section.items()}
+        if folded["s"] or folded["x"]:
+            sections.append(folded)
+    return sections
+
+
+def _find_chapters(src: Path) -> list[Chapter]:
+    chapters = []
+    for path in sorted(src.glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        chapters.append(Chapter(path.stem, path, _notebook_title(nb, path.stem),
+                                dict(nb.metadata.get("course_run", {}))))
+    if not chapters:
+        raise SiteError(
+            f"no executed notebooks (NN_topic.ipynb) in {src}: run `make run` (the full lessons) or "
+            "`COURSE_SMOKE=1 make run` (quick) first, or pass --src")
+    return chapters
+
+
+def _site_mode(chapters: list[Chapter]) -> str:
+    modes = {c.run.get("mode", "unknown") for c in chapters}
+    dates = sorted(c.run.get("finished", "")[:10] for c in chapters if c.run.get("finished"))
+    when = (f" of {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "")) if dates else ""
+    if modes == {"full"}:
+        return f"The outputs on these pages come from a full run of every lesson{when}."
+    if modes == {"smoke"}:
+        return (f"The outputs on these pages come from a smoke run{when} (COURSE_SMOKE=1: fewer examples "
+                "and epochs), so trained models score below the full lessons and the book.")
+    return ("The outputs on these pages come from runs in different modes (each page says which); "
+            "smoke-mode numbers are below the full lessons'.")
+
+
+def _home_rows(
+    header: list[str], rows: list[list[str]], chapters: dict[str, Chapter]
+) -> tuple[list[str], list[list[str]]]:
+    """Render the README's table cells; link each notebook to its page and to Colab."""
+    add_colab = not any("colab" in h.lower() for h in header)
+    out_header = [html.escape(h) for h in header] + (["Colab"] if add_colab else [])
+    out_rows = []
+    for row in rows:
+        cells = [_inline_markdown(cell) for cell in row]
+        names = [name for cell in row for name in re.findall(r"`(\d\d_[A-Za-z0-9_]+)`", cell)]
+        name = next((n for n in names if n in chapters), None)
+        if name is not None:
+            index = next(i for i, cell in enumerate(row) if f"`{name}`" in cell)
+            chapter = chapters[name]
+            failed = chapter.run.get("status", "ok") != "ok"
+            cells[index] = (f'<a href="{chapter.href}">{html.escape(chapter.title)}</a>'
+                            f'<br><code>{html.escape(name)}</code>'
+                            + ('<br><strong class="course-failed">failed in this run</strong>' if failed else ""))
+        if add_colab:
+            target = name or (names[0] if names else None)
+            cells.append(f'<a href="{html.escape(colab_url(target))}">open</a>' if target else "")
+        out_rows.append(cells)
+    return out_header, out_rows
+
+
+def _render(template: str, **context: Any) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    return env.get_template(template).render(**context)
+
+
+def _lab_css() -> str:
+    from jupyter_core.paths import jupyter_path
+
+    for folder in jupyter_path("nbconvert", "templates", "lab", "static"):
+        index = Path(folder) / "index.css"
+        if index.is_file():
+            theme = Path(folder) / "theme-light.css"
+            return index.read_text(encoding="utf-8") + "\n" + theme.read_text(encoding="utf-8")
+    raise SiteError("nbconvert's lab template CSS was not found: reinstall nbconvert")
+
+
+def build_site(src: Path, out: Path, readme: Path, *, quiet: bool = False) -> dict[str, Any]:
+    """Build the site from the executed notebooks in ``src`` into ``out``; return a summary."""
+    tic = time.perf_counter()
+    chapters = _find_chapters(src)
+    header, rows = chapter_table(readme.read_text(encoding="utf-8"))
+    site_title, intro = _readme_intro(readme.read_text(encoding="utf-8"))
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    static = tmp / STATIC
+    static.mkdir(parents=True)
+    mathjax_url = f"{STATIC}/mathjax/" + copy_mathjax(static / "mathjax")
+    for asset in ("site.css", "search.js"):
+        shutil.copyfile(HERE / "static" / asset, static / asset)
+    (static / "notebook.css").write_text(_lab_css(), encoding="utf-8")
+
+    index: list[dict[str, str]] = []
+    for i, chapter in enumerate(chapters):
+        nb = nbformat.read(chapter.path, as_version=4)
+        neighbour = {
+            "prev": chapters[i - 1] if i > 0 else None,
+            "next": chapters[i + 1] if i + 1 < len(chapters) else None,
+        }
+        page = {
+            "site_title": site_title,
+            "static": STATIC,
+            "colab_url": colab_url(chapter.name),
+            **{k: ({"href": c.href, "title": c.title} if c else None) for k, c in neighbour.items()},
+        }
+        body = export_html(nb, mathjax_url=mathjax_url, banner=run_banner(chapter.run), page=page)
+        (tmp / chapter.href).write_text(body, encoding="utf-8")
+        for section in search_sections(body):
+            index.append({"p": chapter.href, "c": chapter.title, **section})
+        if not quiet:
+            print(f"  {chapter.href}", flush=True)
+
+    by_name = {c.name: c for c in chapters}
+    table_header, table_rows = _home_rows(header, rows, by_name)
+    listed = {n for row in rows for cell in row for n in re.findall(r"`(\d\d_[A-Za-z0-9_]+)`", cell)}
+    home = _render(
+        "home.html.j2", site_title=site_title, intro=_inline_markdown(intro) if intro else "",
+        mode=_site_mode(chapters), header=table_header, rows=table_rows, static=STATIC,
+        first=chapters[0], unlisted=[c for c in chapters if c.name not in listed],
+    )
+    external = external_loads(home)
+    if external:
+        raise OfflineError(f"the home page would load from other hosts: {', '.join(external[:5])}")
+    (tmp / "index.html").write_text(home, encoding="utf-8")
+    (static / "search_index.js").write_text(
+        "window.COURSE_SEARCH_INDEX = " + json.dumps(index, ensure_ascii=False, separators=(",", ":")) + ";\n",
+        encoding="utf-8")
+
+    shutil.rmtree(out, ignore_errors=True)  # replace the old site only once the new one is complete
+    tmp.rename(out)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    summary = {
+        "pages": len(chapters) + 1,
+        "files": len(files),
+        "bytes": sum(p.stat().st_size for p in files),
+        "seconds": round(time.perf_counter() - tic, 1),
+        "mode": _site_mode(chapters),
+    }
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", default=str(REPO / "build"), help="folder of executed notebooks (make run's output)")
+    parser.add_argument("--out", default=None, help="site folder (default: SRC/site)")
+    parser.add_argument("--readme", default=str(REPO / "README.md"), help="README with the '## Chapters' table")
+    args = parser.parse_args(argv)
+    src = Path(args.src).resolve()
+    out = Path(args.out).resolve() if args.out else src / "site"
+    try:
+        summary = build_site(src, out, Path(args.readme))
+    except (SiteError, OfflineError) as err:
+        print(f"make site: {err}", file=sys.stderr)
+        return 1
+    print(f"site: {summary['pages']} pages, {summary['files']} files, "
+          f"{summary['bytes'] / 2**20:.1f} MiB in {summary['seconds']} s -> {out}/index.html")
+    print(summary["mode"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
