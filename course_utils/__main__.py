@@ -42,8 +42,10 @@ def doctor() -> int:
     for warning in caught:
         print(f"             {warning.message}")
     bad = 0
-    for name, status in dataset_status(root).items():
-        print(f"  {name:<14} {status}")
+    statuses = dataset_status(root)
+    width = max(map(len, statuses), default=0)
+    for name, status in statuses.items():
+        print(f"  {name:<{width}}  {status}")
         bad += status != "verified"
     return 1 if bad else 0
 

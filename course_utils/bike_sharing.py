@@ -13,13 +13,15 @@
 ``casual`` and ``registered`` add up to ``cnt``, so they are never inputs.
 
 The data lives in ``data/bike-sharing/`` (``hour.csv`` and the data set's own ``Readme.txt``),
-verified by SHA-256. It has no automatic download: UCI's archive
-(https://archive.ics.uci.edu/static/public/275/bike+sharing+dataset.zip) has no published
-checksum; unpack ``hour.csv`` and ``Readme.txt`` from it into ``bike-sharing/`` by hand, and
-they are then checked against the SHA-256 here.
+registered with their SHA-256 in ``datafiles.FILES`` and verified. A missing file is fetched,
+when online, from UCI's archive
+(https://archive.ics.uci.edu/static/public/275/bike+sharing+dataset.zip) by
+``archives.ensure_from_archive``. The expected layout is ``hour.csv`` and ``Readme.txt`` at the
+zip's top level. UCI publishes no checksum for the zip, so the members' own SHA-256 are the
+guarantee: a member that differs is refused and nothing is saved.
 
 Introduced in ``notebooks/22_entity_embeddings.ipynb``.
-Copy with: ``datafiles.py``, ``loaders.py``, ``tabular.py``.
+Copy with: ``archives.py``, ``datafiles.py``, ``loaders.py``, ``tabular.py``.
 
 >>> table = load_bike_sharing()
 >>> len(table["cnt"]), int(table["hr"].max()), int(table["day"][-1])
@@ -41,11 +43,13 @@ import torch
 from torch.utils.data import DataLoader
 
 if __package__:  # part of course_utils (or of your own package)
-    from .datafiles import DataFile, DataFileError, data_root, ensure_file
+    from .archives import ensure_from_archive
+    from .datafiles import FILES, DataFile, DataFileError, data_root
     from .loaders import tensor_loader
     from .tabular import TabularPreprocessor
 else:  # copied flat next to its siblings
-    from datafiles import DataFile, DataFileError, data_root, ensure_file
+    from archives import ensure_from_archive
+    from datafiles import FILES, DataFile, DataFileError, data_root
     from loaders import tensor_loader
     from tabular import TabularPreprocessor
 
@@ -59,18 +63,10 @@ __all__ = [
     "bike_sharing_loaders",
 ]
 
-_UCI = ("unpack it from UCI's https://archive.ics.uci.edu/static/public/275/bike+sharing+dataset.zip "
-        "(no published checksum for the zip; this file's SHA-256 is checked)")
 BIKE_SHARING_FILES: dict[str, DataFile] = {
-    f.relpath.split("/")[1]: f
-    for f in [
-        DataFile("bike-sharing/hour.csv",
-                 "e03de4ee4ef4dc376ac6e04bf829673c6269e8eba5c60fa121640fa2f829504f", None, _UCI),
-        DataFile("bike-sharing/Readme.txt",
-                 "b92c8628622948bf0828c43a1b315d1517c3d7fd63654730d0dea379b8e88175", None, _UCI),
-    ]
+    name: FILES[f"bike-sharing/{name}"] for name in ("hour.csv", "Readme.txt")
 }
-"""The shipped files by name (``Readme.txt`` is the data set's own, with the citation)."""
+"""The registry's entries by name (``Readme.txt`` is the data set's own, with the citation)."""
 
 CATEGORICAL: tuple[str, ...] = ("season", "yr", "mnth", "hr", "holiday", "weekday", "workingday",
                                 "weathersit")
@@ -91,8 +87,8 @@ def load_bike_sharing(root: str | os.PathLike[str] | None = None) -> dict[str, t
     Integer columns are int64, the four weather numbers float32.
     """
     base = Path(root) if root is not None else data_root()
-    ensure_file(BIKE_SHARING_FILES["Readme.txt"], base)  # the citation travels with the data
-    path = ensure_file(BIKE_SHARING_FILES["hour.csv"], base)
+    ensure_from_archive("bike-sharing/Readme.txt", base)  # the citation travels with the data
+    path = ensure_from_archive("bike-sharing/hour.csv", base)
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle)
         header = next(reader, [])

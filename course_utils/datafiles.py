@@ -16,12 +16,14 @@ Every file has a known SHA-256. :func:`ensure_file` returns the path of a verifi
 * a folder (or other non-file) where the file should be → :class:`DataFileError` saying so;
 * missing and a download URL is known (and ``COURSE_OFFLINE`` is not set) → downloaded over
   HTTPS into a temporary file, verified, and only then renamed into place;
+* missing and it comes inside an archive (``DataFile.member``) → :class:`MissingDataError`
+  naming the archive; ``archives.ensure_from_archive`` fetches such a file;
 * otherwise → :class:`MissingDataError` naming the file, the checksum and where to put it.
 
-:func:`read_data_bytes` reads a (possibly gzip-compressed) data file with a size cap, and
-:func:`safe_extract` unpacks zip and tar archives member by member into a private temporary
-folder, refusing anything that could write outside the target (see its docstring). The caps
+:func:`read_data_bytes` reads a (possibly gzip-compressed) data file with a size cap. The caps
 are the module constants ``MAX_*``; every function takes a keyword to override its cap.
+Archives are unpacked by ``archives.py`` (``safe_extract``). :data:`FILES` is the registry of
+every data file the course uses; :func:`dataset_status` (``make doctor``) checks them all.
 
 Introduced in ``notebooks/04_softmax_regression.ipynb`` (through ``fashion_mnist.py``; used
 directly in ``17_optimizers.ipynb``).
@@ -33,49 +35,36 @@ Copy alone.
 
 from __future__ import annotations
 
-import bz2
 import gzip
 import hashlib
 import http.client
-import lzma
 import os
 import re
 import secrets
-import shutil
 import ssl
-import stat
-import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-import zipfile
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "Archive",
     "DataFile",
     "DataFileError",
     "MissingDataError",
     "ChecksumError",
     "DownloadError",
-    "ArchiveError",
-    "UnsafeArchiveError",
-    "ArchiveTooLargeError",
     "DataRootWarning",
     "FILES",
     "DATASETS",
     "MAX_DOWNLOAD_BYTES",
     "MAX_DECOMPRESSED_BYTES",
-    "MAX_ARCHIVE_BYTES",
-    "MAX_ARCHIVE_RATIO",
-    "MAX_ARCHIVE_MEMBERS",
     "STALE_TEMPORARY_SECONDS",
     "data_root",
     "offline_mode",
@@ -84,7 +73,6 @@ __all__ = [
     "ensure_file",
     "download",
     "read_data_bytes",
-    "safe_extract",
     "dataset_status",
 ]
 
@@ -92,15 +80,8 @@ MAX_DOWNLOAD_BYTES = 1 << 30
 """A download whose size is not known in advance is cut off beyond this (1 GiB)."""
 MAX_DECOMPRESSED_BYTES = 1 << 30
 """:func:`read_data_bytes` refuses a file that decompresses to more than this (1 GiB)."""
-MAX_ARCHIVE_BYTES = 1 << 30
-""":func:`safe_extract` refuses an archive that expands to more than this (1 GiB) ..."""
-MAX_ARCHIVE_RATIO = 100
-"""... or to more than this many times its own size (once past 1 MiB) ..."""
-MAX_ARCHIVE_MEMBERS = 100_000
-"""... or that has more members than this."""
 STALE_TEMPORARY_SECONDS = 3600.0
 """A temporary download file untouched for this long belongs to a killed download."""
-_RATIO_FLOOR = 1 << 20
 _CHUNK = 1 << 20
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -122,35 +103,55 @@ class DownloadError(DataFileError):
     """A download failed (offline, HTTP error, timeout, wrong checksum, refused redirect)."""
 
 
-class ArchiveError(DataFileError):
-    """An archive could not be extracted (corrupt, clashing names, ...); nothing was written."""
-
-
-class UnsafeArchiveError(ArchiveError):
-    """An archive member could write outside the target (path, link, device): refused."""
-
-
-class ArchiveTooLargeError(ArchiveError):
-    """An archive expands beyond the size, ratio or member-count cap."""
-
-
 class DataRootWarning(UserWarning):
     """``COURSE_DATA`` names a folder that does not exist yet (a download will create it)."""
 
 
 @dataclass(frozen=True)
+class Archive:
+    """A zip or tar that data files come in: its HTTPS URL and, when known, SHA-256 and size.
+
+    ``sha256=None`` means its publisher gives no checksum: the members' own SHA-256 (always
+    known, see :class:`DataFile`) are then the only guarantee.
+    """
+
+    url: str
+    sha256: str | None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
 class DataFile:
-    """One data file: where it lives under the data root, its SHA-256, source URL and size."""
+    """One data file: where it lives under the data root, its SHA-256, source and size.
+
+    The source is ``url`` (the file itself), or ``archive`` and ``member`` (the file's path
+    inside that archive), or neither (the file ships with the repository only).
+    """
 
     relpath: str
     sha256: str
     url: str | None = None
     note: str = ""
     size: int | None = None
+    archive: Archive | None = None
+    member: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.archive is None) != (self.member is None):
+            raise ValueError(f"{self.relpath}: give both archive and member, or neither")
+        if self.archive is not None and self.url is not None:
+            raise ValueError(f"{self.relpath}: a file comes from a url or an archive, not both")
 
 
 _FMNIST_URL = "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"
 _D2L_URL = "https://d2l-data.s3-accelerate.amazonaws.com/"
+_MOVIELENS = Archive(
+    "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip",
+    "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
+    size=978202,
+)
+_BIKE_SHARING = Archive(  # UCI publishes no checksum: the members' SHA-256 are the guarantee
+    "https://archive.ics.uci.edu/static/public/275/bike+sharing+dataset.zip", None)
 
 FILES: dict[str, DataFile] = {
     f.relpath: f
@@ -219,6 +220,33 @@ FILES: dict[str, DataFile] = {
             None,
             "class names of CIFAR-10; ships with the repo only",
             size=60,
+        ),
+        DataFile(
+            "movielens-small/ratings.csv",
+            "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646",
+            size=2483723, archive=_MOVIELENS, member="ml-latest-small/ratings.csv",
+        ),
+        DataFile(
+            "movielens-small/movies.csv",
+            "5a5f32dd9bb3797b8e728a1b98958789d2b13f294a69fdfbc5727f8a9611aa07",
+            size=494431, archive=_MOVIELENS, member="ml-latest-small/movies.csv",
+        ),
+        DataFile(
+            "movielens-small/README.txt",
+            "63d22ac138e80fae37021797ed8e1b9424b5239dc576a137422adf783ae3f404",
+            note="GroupLens' README with the licence terms, which must travel with the data",
+            size=8342, archive=_MOVIELENS, member="ml-latest-small/README.txt",
+        ),
+        DataFile(
+            "bike-sharing/hour.csv",
+            "e03de4ee4ef4dc376ac6e04bf829673c6269e8eba5c60fa121640fa2f829504f",
+            size=1156736, archive=_BIKE_SHARING, member="hour.csv",
+        ),
+        DataFile(
+            "bike-sharing/Readme.txt",
+            "b92c8628622948bf0828c43a1b315d1517c3d7fd63654730d0dea379b8e88175",
+            note="the data set's own README, with the citation",
+            size=5607, archive=_BIKE_SHARING, member="Readme.txt",
         ),
     ]
 }
@@ -350,6 +378,14 @@ def ensure_file(
         f"Put the file at {path} (SHA-256 {spec.sha256}), or point COURSE_DATA at a folder "
         "that holds it."
     )
+    if spec.archive is not None:
+        checksum = (f"SHA-256 {spec.archive.sha256}" if spec.archive.sha256 else
+                    "no published checksum; this file's own SHA-256 is checked")
+        raise MissingDataError(
+            f"data file {spec.relpath} is missing from {root_path}. It is the member "
+            f"{spec.member} of the archive {spec.archive.url} ({checksum}); "
+            f"archives.ensure_from_archive fetches it when downloads are allowed. {where}"
+        )
     if spec.url is None:
         raise MissingDataError(
             f"data file {spec.relpath} is missing from {root_path}. It ships with the course "
@@ -483,7 +519,7 @@ def _copy_body(response: Any, out: IO[bytes], limit: int, url: str) -> int:
 def download(
     url: str,
     dest: str | os.PathLike[str],
-    sha256: str,
+    sha256: str | None,
     *,
     timeout: float = 30.0,
     retries: int = 3,
@@ -491,6 +527,7 @@ def download(
     opener: Callable[..., Any] | None = None,
     size: int | None = None,
     max_bytes: int = MAX_DOWNLOAD_BYTES,
+    advice: str | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` over HTTPS, verify its SHA-256, then move it into place.
 
@@ -502,7 +539,9 @@ def download(
     statuses raise at once; network errors and truncated bodies are retried ``retries`` times;
     a checksum mismatch is not retried. Temporaries of killed downloads of ``dest`` older than
     :data:`STALE_TEMPORARY_SECONDS` are removed. ``opener(url, timeout=...)`` replaces the
-    HTTPS opener (tests pass a fake).
+    HTTPS opener (tests pass a fake). ``sha256=None`` skips the check: only for a file whose
+    contents are verified afterwards (an archive whose members have known checksums). ``advice``
+    replaces what an error tells the user to do (by default: download by hand to ``dest``).
     """
     if not url.lower().startswith("https://"):
         raise DownloadError(f"refusing to download {url}: only https:// URLs are allowed")
@@ -513,7 +552,8 @@ def download(
     _remove_stale_temporaries(dest, ".part", STALE_TEMPORARY_SECONDS)
     open_url = opener or _open_https
     limit = size if size is not None else max_bytes
-    by_hand = f"Download it by hand and put it at {dest} (SHA-256 {sha256})."
+    checksum = f" (SHA-256 {sha256})" if sha256 else ""
+    by_hand = advice or f"Download it by hand and put it at {dest}{checksum}."
     last_error: BaseException | None = None
     for attempt in range(1, retries + 1):
         fd, tmp = _create_temporary(dest, ".part")
@@ -528,7 +568,7 @@ def download(
             if size is not None and received < size:
                 raise _ShortBody(f"the body ended after {received} of {size} bytes")
             actual = sha256sum(tmp)
-            if actual != sha256.lower():
+            if sha256 is not None and actual != sha256.lower():
                 raise DownloadError(
                     f"downloaded {url} but its SHA-256 is {actual}, expected {sha256}; "
                     "the file was not saved"
@@ -588,372 +628,3 @@ def read_data_bytes(path: str | os.PathLike[str], *, max_bytes: int = MAX_DECOMP
             "(datafiles.MAX_DECOMPRESSED_BYTES); pass max_bytes= to allow more"
         )
     return data
-
-
-# --- archives -------------------------------------------------------------------------------
-
-class _Refused(Exception):
-    """Internal: one member cannot be extracted; becomes ``kind(message)`` at the top."""
-
-    def __init__(self, kind: type[ArchiveError], message: str, member: str | None = None) -> None:
-        super().__init__(message)
-        self.kind, self.member = kind, member
-
-
-class _Budget:
-    """Counts the bytes an archive expands to and refuses them past the cap."""
-
-    def __init__(self, limit: int, why: str) -> None:
-        self.limit, self.why, self.used = limit, why, 0
-
-    def take(self, n: int) -> None:
-        self.used += n
-        if self.used > self.limit:
-            raise _Refused(ArchiveTooLargeError, f"expands to more than {self.limit} bytes ({self.why})")
-
-
-class _CappedReader:
-    """A read-only stream that charges every byte it returns to a :class:`_Budget`."""
-
-    def __init__(self, stream: IO[bytes], budget: _Budget) -> None:
-        self.stream, self.budget = stream, budget
-
-    def __enter__(self) -> _CappedReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stream.close()
-
-    def read(self, n: int = -1) -> bytes:
-        # never read more than the budget allows plus one byte, even when asked for "all"
-        room = self.budget.limit - self.budget.used + 1
-        data = self.stream.read(room if n is None or n < 0 else min(n, room))
-        self.budget.take(len(data))
-        return data
-
-
-@dataclass
-class _Member:
-    name: str
-    kind: str  # file | dir | symlink | hardlink | special
-    link: str
-    open: Callable[[], IO[bytes]]
-
-
-def _member_parts(name: str) -> list[str]:
-    text = name.replace("\\", "/")
-    if "\x00" in text:
-        raise _Refused(UnsafeArchiveError, "has a NUL character in its name")
-    if text.startswith("/") or re.match(r"[A-Za-z]:", text):
-        raise _Refused(UnsafeArchiveError, "has an absolute path")
-    parts = [p for p in text.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise _Refused(UnsafeArchiveError, "contains '..'")
-    if os.name == "nt" and any(":" in p for p in parts):  # pragma: no cover - Windows streams
-        raise _Refused(UnsafeArchiveError, "has ':' in its name (an NTFS stream)")
-    return parts
-
-
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return path.lstat()
-    except FileNotFoundError:
-        return None
-
-
-class _Extractor:
-    """Writes members into a fresh private folder, never following a link on the way."""
-
-    def __init__(self, root: Path, allow_links: bool) -> None:
-        self.root, self.allow_links = root, allow_links
-        self.done: list[PurePosixPath] = []
-        self.links: list[tuple[str, Path]] = []
-
-    def _folder(self, parts: list[str], create: bool) -> Path:
-        """The real folder ``root/parts``: every step must be a real directory, not a link."""
-        folder = self.root
-        for i, part in enumerate(parts):
-            folder = folder / part
-            info = _lstat(folder)
-            shown = "/".join(parts[: i + 1])
-            if info is None and create:
-                folder.mkdir()
-            elif info is None:
-                raise _Refused(ArchiveError, f"needs {shown!r}, which no earlier member created")
-            elif stat.S_ISLNK(info.st_mode):
-                raise _Refused(UnsafeArchiveError,
-                               f"passes through the link {shown!r}; links are never followed")
-            elif not stat.S_ISDIR(info.st_mode):
-                raise _Refused(ArchiveError, f"needs {shown!r} to be a folder, but an earlier "
-                               "member is a file of that name")
-        return folder
-
-    def add(self, member: _Member) -> None:
-        parts = _member_parts(member.name)
-        if member.kind == "special":
-            raise _Refused(UnsafeArchiveError, "is a special file (device, FIFO, ...)")
-        if member.kind in ("symlink", "hardlink") and not self.allow_links:
-            raise _Refused(UnsafeArchiveError, f"is a {member.kind} to {member.link!r}; links "
-                           "are refused (pass allow_links=True for links that stay inside)")
-        if not parts:
-            if member.kind == "dir":
-                return  # the archive's root folder, "." or "./"
-            raise _Refused(UnsafeArchiveError, "has an empty name")
-        dest = self._folder(parts[:-1], create=True) / parts[-1]
-        existing = _lstat(dest)
-        if member.kind == "dir":
-            if existing is None:
-                dest.mkdir()
-            elif not stat.S_ISDIR(existing.st_mode):
-                raise _Refused(ArchiveError, "is a folder, but an earlier member is a file or "
-                               "link of that name")
-        else:
-            if existing is not None and stat.S_ISDIR(existing.st_mode):
-                raise _Refused(ArchiveError, "is a file, but an earlier member is a directory "
-                               "of that name")
-            if existing is not None and stat.S_ISLNK(existing.st_mode):
-                raise _Refused(UnsafeArchiveError, "would replace a link made by an earlier member")
-            if existing is not None:
-                dest.unlink()  # a repeated file: the later copy wins, written as a new file
-            getattr(self, "_" + member.kind)(dest, parts, member)
-        self.done.append(PurePosixPath(*parts))
-
-    def _file(self, dest: Path, parts: list[str], member: _Member) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        with member.open() as source, os.fdopen(os.open(dest, flags, 0o666), "wb") as out:
-            shutil.copyfileobj(source, out, _CHUNK)
-
-    def _symlink(self, dest: Path, parts: list[str], member: _Member) -> None:
-        link = member.link.replace("\\", "/")
-        if not link or link.startswith("/") or re.match(r"[A-Za-z]:", link):
-            raise _Refused(UnsafeArchiveError, f"links to {member.link!r}, an absolute path")
-        lexical = os.path.normpath(os.path.join(*parts[:-1], link) if parts[:-1] else link)
-        if lexical == ".." or lexical.startswith("../"):
-            raise _Refused(UnsafeArchiveError, f"links to {member.link!r}, outside the target")
-        os.symlink(link, dest)
-        self.links.append((member.name, dest))
-        self._check_link(member.name, dest, strict=False)
-
-    def _hardlink(self, dest: Path, parts: list[str], member: _Member) -> None:
-        try:
-            source_parts = _member_parts(member.link)
-        except _Refused as err:
-            raise _Refused(UnsafeArchiveError, f"links to {member.link!r}, which {err}") from None
-        if not source_parts:
-            raise _Refused(UnsafeArchiveError, "is a hardlink with an empty target")
-        source = self._folder(source_parts[:-1], create=False) / source_parts[-1]
-        info = _lstat(source)
-        if info is None or not stat.S_ISREG(info.st_mode):
-            raise _Refused(UnsafeArchiveError, f"is a hardlink to {member.link!r}, which is not a "
-                           "regular file extracted earlier")
-        os.link(source, dest)
-
-    def _check_link(self, name: str, link: Path, strict: bool) -> None:
-        try:
-            real = os.path.realpath(link, strict=strict)
-        except OSError as err:
-            raise _Refused(UnsafeArchiveError, f"links to {os.readlink(link)!r}, which does not "
-                           f"resolve to a member ({err.strerror or err})", name) from None
-        root = os.path.realpath(self.root)
-        if os.path.commonpath([real, root]) != root:
-            raise _Refused(UnsafeArchiveError, f"links to {os.readlink(link)!r}, outside the "
-                           "target", name)
-
-    def check_links(self) -> None:
-        """Every link must resolve, now that all members exist, to something inside."""
-        for name, link in self.links:
-            self._check_link(name, link, strict=True)
-
-
-def _zip_link(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> str:
-    """The target of a zip symlink member (stored as its data)."""
-    try:
-        with zf.open(info) as handle:
-            target = handle.read(4097)
-        budget.take(len(target))
-    except _Refused as err:
-        err.member = info.filename
-        raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
-            RuntimeError) as err:
-        raise _Refused(ArchiveError, f"is corrupt or unreadable ({type(err).__name__}: {err})",
-                       info.filename) from None
-    if len(target) > 4096:
-        raise _Refused(UnsafeArchiveError, "is a symlink with a target over 4096 bytes",
-                       info.filename)
-    return target.decode("utf-8", "surrogateescape")
-
-
-def _zip_members(zf: zipfile.ZipFile, budget: _Budget) -> Iterator[_Member]:
-    for info in zf.infolist():
-        kind_bits = stat.S_IFMT(info.external_attr >> 16)
-        if info.is_dir():
-            kind = "dir"
-        elif kind_bits == stat.S_IFLNK:
-            kind = "symlink"
-        elif kind_bits in (0, stat.S_IFREG):
-            kind = "file"
-        else:
-            kind = "special"
-        link = _zip_link(zf, info, budget) if kind == "symlink" else ""
-
-        def opener(info: zipfile.ZipInfo = info) -> IO[bytes]:
-            return _CappedReader(zf.open(info), budget)  # type: ignore[return-value]
-
-        yield _Member(info.filename, kind, link, opener)
-
-
-def _tar_members(tf: tarfile.TarFile) -> Iterator[_Member]:
-    for info in tf:
-        if info.isreg():
-            kind = "file"
-        elif info.isdir():
-            kind = "dir"
-        elif info.issym():
-            kind = "symlink"
-        elif info.islnk():
-            kind = "hardlink"
-        else:
-            kind = "special"
-
-        def opener(info: tarfile.TarInfo = info) -> IO[bytes]:
-            stream = tf.extractfile(info)
-            if stream is None:  # pragma: no cover - tarfile gives every regular member data
-                raise _Refused(ArchiveError, "has no data")
-            return stream
-
-        yield _Member(info.name, kind, info.linkname, opener)
-
-
-@contextmanager
-def _members(archive: Path, budget: _Budget) -> Iterator[Iterator[_Member]]:
-    """The archive's members in order, every decompressed byte charged to ``budget``.
-
-    The format is told by magic numbers; ``tarfile.is_tarfile`` is not used, as it would read
-    the first header (which may be a huge GNU long name) without the cap.
-    """
-    with open(archive, "rb") as raw:
-        head = raw.read(512)
-    compressed = head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00"
-    if not (compressed or head[257:262] == b"ustar") and zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            declared = sum(info.file_size for info in zf.infolist())
-            if declared > budget.limit:
-                raise _Refused(ArchiveTooLargeError, f"declares {declared} bytes, more than "
-                               f"{budget.limit} ({budget.why})")
-            yield _zip_members(zf, budget)
-        return
-    with open(archive, "rb") as raw:
-        stream: Any = raw
-        if head[:2] == b"\x1f\x8b":
-            stream = gzip.GzipFile(fileobj=raw)
-        elif head[:3] == b"BZh":
-            stream = bz2.BZ2File(raw)
-        elif head[:6] == b"\xfd7zXZ\x00":
-            stream = lzma.LZMAFile(raw)
-        # stream mode ("r|"): headers and data are read once, in order, through the cap
-        capped: Any = _CappedReader(stream, budget)
-        try:
-            tf = tarfile.open(fileobj=capped, mode="r|")
-        except (tarfile.ReadError, EOFError, OSError, zlib.error, lzma.LZMAError) as err:
-            raise _Refused(ArchiveError, "is neither a zip nor a tar archive (or it is corrupt: "
-                           f"{type(err).__name__}: {err})") from None
-        with tf:
-            yield _tar_members(tf)
-
-
-def _move_into_place(staging: Path, target: Path) -> None:
-    """Rename the finished staging folder to ``target``, or move its entries into an existing
-    ``target`` (refusing to overwrite anything there)."""
-    probe = staging / ".mode"  # a folder made with mode 0o777 gets the user's umask applied
-    probe.mkdir(0o777)
-    staging.chmod(stat.S_IMODE(probe.stat().st_mode))
-    probe.rmdir()
-    if not target.exists() and not target.is_symlink():
-        os.rename(staging, target)
-        return
-    if not target.is_dir():
-        raise _Refused(ArchiveError, f"cannot go into {target}: it exists and is not a folder")
-    names = sorted(os.listdir(staging))
-    clashes = [n for n in names if os.path.lexists(target / n)]
-    if clashes:
-        raise _Refused(ArchiveError, f"would overwrite {', '.join(clashes[:5])} in {target}; "
-                       "remove them first or extract elsewhere")
-    moved: list[str] = []
-    try:
-        for name in names:
-            os.rename(staging / name, target / name)
-            moved.append(name)
-    except OSError:
-        for name in moved:  # put back what was moved, so that nothing is half-extracted
-            os.rename(target / name, staging / name)
-        raise
-
-
-def safe_extract(
-    archive: str | os.PathLike[str],
-    target: str | os.PathLike[str],
-    *,
-    allow_links: bool = False,
-    max_bytes: int = MAX_ARCHIVE_BYTES,
-    max_ratio: float = MAX_ARCHIVE_RATIO,
-    max_members: int = MAX_ARCHIVE_MEMBERS,
-) -> list[Path]:
-    """Extract a zip or tar (optionally gz/bz2/xz) archive into ``target``; return the paths.
-
-    Safe on every Python this course supports, without relying on ``tarfile``'s filters:
-
-    * members go one by one into a fresh private folder beside ``target``; every folder on the
-      way must be a real folder created by the archive, never a link, so nothing is written
-      through a link; files are created new (``O_EXCL``);
-    * refused: absolute paths, ``..``, devices and FIFOs, a file and a folder of the same name,
-      and links (symbolic and hard) unless ``allow_links=True``; then a symlink must be
-      relative and resolve, once every member exists, to something inside, and a hardlink must
-      point to a regular file extracted earlier;
-    * refused as too large, counted while decompressing: more than ``max_bytes`` in all, more
-      than ``max_ratio`` times the archive's size (past 1 MiB), more than ``max_members``;
-    * only when the whole archive succeeded is the folder renamed to ``target`` (or, if
-      ``target`` exists, its entries moved in; overwriting an existing entry is refused).
-
-    Any problem raises an :class:`ArchiveError` naming the archive and the member, and leaves
-    nothing behind. Permissions, owners and times stored in the archive are not applied.
-    """
-    archive = Path(archive)
-    if not archive.is_file():
-        raise ArchiveError(f"cannot extract {archive}: it does not exist or is not a file")
-    target_path = Path(os.path.realpath(target))
-    ratio_limit = max(int(max_ratio * archive.stat().st_size), _RATIO_FLOOR)
-    budget = (_Budget(max_bytes, "max_bytes, datafiles.MAX_ARCHIVE_BYTES")
-              if max_bytes <= ratio_limit else
-              _Budget(ratio_limit, f"max_ratio={max_ratio:g} times the archive's size"))
-    target_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target_path.name}.", suffix=".extracting",
-                                    dir=target_path.parent))
-    extractor = _Extractor(staging, allow_links)
-    where = "the archive"
-    try:
-        with _members(archive, budget) as members:
-            count, previous = 0, None
-            while True:
-                # reading the next header can fail too: say where in the archive that was
-                where = f"the member after {previous!r}" if count else "the first member"
-                member = next(members, None)
-                if member is None:
-                    break
-                count, previous, where = count + 1, member.name, f"member {member.name!r}"
-                if count > max_members:
-                    raise _Refused(ArchiveTooLargeError, f"is beyond max_members={max_members}")
-                extractor.add(member)
-        where = "the archive"
-        extractor.check_links()
-        _move_into_place(staging, target_path)
-    except _Refused as err:
-        where = f"member {err.member!r}" if err.member else where
-        raise err.kind(f"cannot extract {archive}: {where} {err}; nothing was extracted") from None
-    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError,
-            NotImplementedError, RuntimeError, ValueError) as err:
-        raise ArchiveError(f"cannot extract {archive}: {where} is corrupt or unreadable "
-                           f"({type(err).__name__}: {err}); nothing was extracted") from err
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return [target_path / p for p in dict.fromkeys(extractor.done)]

@@ -9,12 +9,13 @@
   ``(user_index, movie_index, rating)``, and the split they come from.
 
 The files live in ``data/movielens-small/`` (``ratings.csv``, ``movies.csv`` and GroupLens'
-``README.txt`` with the licence, which must travel with the data). Each is verified by its
-SHA-256; a missing one is fetched, when online, from GroupLens' official zip (itself verified)
-and checked again after unpacking.
+``README.txt`` with the licence, which must travel with the data), registered with their
+SHA-256 in ``datafiles.FILES``. Each is verified; a missing one is fetched, when online, from
+GroupLens' official zip (itself verified, then unpacked safely and each member checked again)
+by ``archives.ensure_from_archive``.
 
 Introduced in ``notebooks/21_collaborative_filtering.ipynb``.
-Copy with: ``datafiles.py``, ``loaders.py``, ``tabular.py``.
+Copy with: ``archives.py``, ``datafiles.py``, ``loaders.py``, ``tabular.py``.
 
 >>> data = load_movielens()
 >>> len(data), data.users.unique().numel(), data.titles[1]
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,17 +38,18 @@ import torch
 from torch.utils.data import DataLoader
 
 if __package__:  # part of course_utils (or of your own package)
-    from .datafiles import DataFile, DataFileError, MissingDataError, data_root, ensure_file, safe_extract, verify
+    from .archives import ensure_from_archive
+    from .datafiles import FILES, DataFile, DataFileError, data_root
     from .loaders import tensor_loader
     from .tabular import CategoryEncoder
 else:  # copied flat next to its siblings
-    from datafiles import DataFile, DataFileError, MissingDataError, data_root, ensure_file, safe_extract, verify
+    from archives import ensure_from_archive
+    from datafiles import FILES, DataFile, DataFileError, data_root
     from loaders import tensor_loader
     from tabular import CategoryEncoder
 
 __all__ = [
     "MOVIELENS_FILES",
-    "MOVIELENS_ZIP",
     "MovieLens",
     "RatingsSplit",
     "load_movielens",
@@ -56,60 +57,14 @@ __all__ = [
     "movielens_loaders",
 ]
 
-_URL = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
-MOVIELENS_ZIP = DataFile(
-    "movielens-small/ml-latest-small.zip",
-    "696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436",
-    _URL,
-    "GroupLens' official archive; unpacked and deleted once its members are in place",
-)
-_IN_ZIP = f"inside {_URL}"
 MOVIELENS_FILES: dict[str, DataFile] = {
-    f.relpath.split("/")[1]: f
-    for f in [
-        DataFile("movielens-small/ratings.csv",
-                 "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646", None, _IN_ZIP),
-        DataFile("movielens-small/movies.csv",
-                 "5a5f32dd9bb3797b8e728a1b98958789d2b13f294a69fdfbc5727f8a9611aa07", None, _IN_ZIP),
-        DataFile("movielens-small/README.txt",
-                 "63d22ac138e80fae37021797ed8e1b9424b5239dc576a137422adf783ae3f404", None, _IN_ZIP),
-    ]
+    name: FILES[f"movielens-small/{name}"] for name in ("ratings.csv", "movies.csv", "README.txt")
 }
-"""The shipped files by name; ``README.txt`` holds GroupLens' licence terms."""
-
-
-def _fetch_from_archive(root: Path, archive: DataFile, members: dict[str, DataFile], folder: str) -> None:
-    """Download (and verify) ``archive``, unpack it beside the data and move the missing
-    ``members`` (verified) into place; the archive is deleted afterwards."""
-    zip_path = ensure_file(archive, root)
-    try:
-        with tempfile.TemporaryDirectory(prefix=".unpack-", dir=zip_path.parent) as tmp:
-            unpacked = Path(tmp) / "archive"
-            safe_extract(zip_path, unpacked)
-            for name, spec in members.items():
-                dest = root / spec.relpath
-                if dest.exists():
-                    continue
-                src = unpacked / folder / name
-                if not src.is_file():
-                    raise DataFileError(f"{archive.url} has no member {folder}/{name}")
-                os.replace(verify(src, spec.sha256), dest)
-    finally:
-        zip_path.unlink(missing_ok=True)
+"""The registry's entries by name; ``README.txt`` holds GroupLens' licence terms."""
 
 
 def _ensure(name: str, root: Path) -> Path:
-    spec = MOVIELENS_FILES[name]
-    try:
-        return ensure_file(spec, root)
-    except MissingDataError as missing:
-        try:
-            _fetch_from_archive(root, MOVIELENS_ZIP, MOVIELENS_FILES, "ml-latest-small")
-        except MissingDataError as err:  # offline, or the download failed
-            raise MissingDataError(
-                f"{missing} Online, the course fetches it from {_URL} (SHA-256 "
-                f"{MOVIELENS_ZIP.sha256}); that did not work: {err}") from err
-        return ensure_file(spec, root)
+    return ensure_from_archive(f"movielens-small/{name}", root)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
 import datetime
+import io
+import re
 import shutil
+import zipfile
 
 import pytest
 import torch
 
 from course_utils import bike_sharing as bs
+from course_utils import datafiles as df
 from course_utils.datafiles import ChecksumError, DataFileError, MissingDataError, data_root
 
 
@@ -59,10 +63,55 @@ def test_loaders_prepare_with_training_statistics(table):
     assert batch[0].shape == (512, 8) and torch.equal(batch[0], next(iter(bs.bike_sharing_loaders(512)[0]))[0])
 
 
-def test_missing_file_names_uci_and_the_checksum(tmp_path):
+def test_missing_file_names_uci_and_the_checksum(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OFFLINE", "1")
     with pytest.raises(MissingDataError, match="bike\\+sharing\\+dataset.zip") as err:
         bs.load_bike_sharing(tmp_path)
     assert bs.BIKE_SHARING_FILES["Readme.txt"].sha256 in str(err.value)
+
+
+URL = "https://archive.ics.uci.edu/static/public/275/bike+sharing+dataset.zip"
+
+
+def serve_uci_zip(monkeypatch, members):
+    """A fake HTTPS opener serving a zip laid out like UCI's (members at the top level)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in members.items():
+            zf.writestr(name, content)
+    calls = []
+
+    def opener(url, timeout):
+        calls.append(url)
+        response = io.BytesIO(buffer.getvalue())
+        response.status = 200
+        return response
+
+    monkeypatch.delenv("COURSE_OFFLINE", raising=False)
+    monkeypatch.setattr(df, "_open_https", opener)
+    return calls
+
+
+def uci_members():
+    return {"day.csv": b"instant,dteday\n", **{name: (data_root() / spec.relpath).read_bytes()
+                                                 for name, spec in bs.BIKE_SHARING_FILES.items()}}
+
+
+def test_missing_files_come_from_the_uci_zip_checked_member_by_member(tmp_path, monkeypatch):
+    calls = serve_uci_zip(monkeypatch, uci_members())
+    table = bs.load_bike_sharing(tmp_path)
+    assert len(table["cnt"]) == 17_379 and calls == [URL]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "bike-sharing", "bike-sharing/Readme.txt", "bike-sharing/hour.csv"]
+
+
+def test_a_changed_uci_member_is_refused_and_nothing_saved(tmp_path, monkeypatch):
+    members = uci_members()
+    members["hour.csv"] = members["hour.csv"].replace(b"2012-12-31", b"2012-12-30")
+    serve_uci_zip(monkeypatch, members)
+    with pytest.raises(ChecksumError, match=re.escape(f"member hour.csv of {URL}")):
+        bs.load_bike_sharing(tmp_path)
+    assert [p.name for p in tmp_path.rglob("*")] == ["bike-sharing"]
 
 
 def copy_bike_sharing(dest):
@@ -85,7 +134,7 @@ def test_malformed_rows_are_data_file_errors(tmp_path, monkeypatch):
     folder = copy_bike_sharing(tmp_path)
     good = (folder / "hour.csv").read_text().splitlines()
     bad = tmp_path / "bad.csv"
-    monkeypatch.setattr(bs, "ensure_file", lambda spec, root: bad if spec.relpath.endswith("hour.csv") else root)
+    monkeypatch.setattr(bs, "ensure_from_archive", lambda name, root: bad if name.endswith("hour.csv") else root)
     bad.write_text("\n".join([good[0], good[1].replace("2011-01-01", "2011-13-01")]) + "\n")
     with pytest.raises(DataFileError, match="line 2"):
         bs.load_bike_sharing(tmp_path)

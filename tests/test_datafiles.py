@@ -8,13 +8,11 @@ import shutil
 import ssl
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import warnings
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -49,7 +47,8 @@ class FakeOpener:
 
 def test_shipped_data_is_verified(data_root):
     status = df.dataset_status(data_root)
-    assert set(status) == {"fashion-mnist", "timemachine", "airfoil", "fra-eng", "cifar-10"}
+    assert set(status) == {"fashion-mnist", "timemachine", "airfoil", "fra-eng", "cifar-10",
+                           "movielens-small", "bike-sharing"}
     assert all(v == "verified" for v in status.values()), status
 
 
@@ -441,36 +440,3 @@ def test_read_data_bytes_errors_name_the_file(tmp_path):
         with pytest.raises(df.DataFileError, match=words) as info:
             df.read_data_bytes(tmp_path / name)
         assert name in str(info.value)
-
-
-# --- archives: the ordinary cases (the hostile ones are in test_hostile_archives.py) -------
-
-@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
-def test_safe_extract_tar_in_every_compression(tmp_path, mode):
-    archive = tmp_path / "a.tar"
-    with tarfile.open(archive, mode) as tf:
-        for name, data in {"d/x.txt": b"1", "y.txt": b"22"}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    paths = df.safe_extract(archive, tmp_path / "out")
-    assert [p.relative_to(tmp_path / "out").as_posix() for p in paths] == ["d/x.txt", "y.txt"]
-    assert (tmp_path / "out/d/x.txt").read_bytes() == b"1"
-    assert oct((tmp_path / "out").stat().st_mode & 0o777) != oct(0o700)  # not left private
-
-
-def test_safe_extract_zip(tmp_path):
-    archive = tmp_path / "a.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("d/", b"")
-        zf.writestr("d/x.txt", b"1" * 1000)
-    df.safe_extract(archive, tmp_path / "out")
-    assert (tmp_path / "out/d/x.txt").read_bytes() == b"1" * 1000
-
-
-def test_safe_extract_rejects_non_archive(tmp_path):
-    junk = tmp_path / "junk.bin"
-    junk.write_bytes(gzip.compress(b"just gzip, no tar"))
-    with pytest.raises(df.DataFileError, match="neither a zip nor a tar"):
-        df.safe_extract(junk, tmp_path / "t")
-    assert [p.name for p in tmp_path.iterdir()] == ["junk.bin"]

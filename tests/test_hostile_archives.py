@@ -1,4 +1,4 @@
-"""Hostile archives against ``datafiles.safe_extract``: every archive is crafted here, at test
+"""Hostile archives against ``archives.safe_extract``: every archive is crafted here, at test
 time (no committed binaries). Whatever an archive holds, extraction must never create or change
 anything outside the target folder, and a refused archive must leave nothing behind."""
 
@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from course_utils import datafiles as df
+from course_utils import archives as ar
+from course_utils.datafiles import DataFileError
 
 # --- crafting archives ---------------------------------------------------------------------
 
@@ -80,9 +81,9 @@ def sandbox(tmp_path: Path) -> Path:
 
 
 def assert_refused_cleanly(archive: Path, target: Path, before: dict, sandbox: Path,
-                           allow_links: bool = False) -> df.DataFileError:
-    with pytest.raises(df.DataFileError) as info:
-        df.safe_extract(archive, target, allow_links=allow_links)
+                           allow_links: bool = False) -> DataFileError:
+    with pytest.raises(DataFileError) as info:
+        ar.safe_extract(archive, target, allow_links=allow_links)
     assert snapshot(sandbox, {archive}) == before, "something outside the target changed"
     assert not target.exists(), "a refused archive left a (partial) target folder"
     leftovers = [p.name for p in target.parent.iterdir() if p != archive]
@@ -123,8 +124,8 @@ def test_cve_2025_4517_shape_is_refused_and_writes_nothing_outside(sandbox, allo
     (sandbox / "work" / "outside" / "flag").write_text("original")
     archive = write_tar(sandbox / "work" / "cve.tar", cve_2025_4517_members(target))
     before = snapshot(sandbox, {archive})
-    with pytest.raises(df.DataFileError):
-        df.safe_extract(archive, target, allow_links=allow_links)
+    with pytest.raises(DataFileError):
+        ar.safe_extract(archive, target, allow_links=allow_links)
     assert (sandbox / "work" / "outside" / "flag").read_text() == "original"
     assert not (sandbox / "work" / "outside" / "newfile").exists()
     assert snapshot(sandbox, {archive}) == before
@@ -142,7 +143,7 @@ def test_three_member_dot_dotdot_chain_is_refused(sandbox, allow_links):
     err = assert_refused_cleanly(archive, target, snapshot(sandbox, {sandbox / "work" / "chain.tar"}),
                                  sandbox, allow_links)
     assert not (sandbox / "work" / "PWNED").exists()
-    assert isinstance(err, df.UnsafeArchiveError)
+    assert isinstance(err, ar.UnsafeArchiveError)
     assert "'x" in str(err)  # names the member
 
 
@@ -196,7 +197,7 @@ def test_unsafe_members_are_refused_with_nothing_left(sandbox, members, words):
     archive = write_tar(sandbox / "work" / "bad.tar", [Member("file", "first.txt", b"ok"), *members])
     err = assert_refused_cleanly(archive, target, snapshot(sandbox, {sandbox / "work" / "bad.tar"}),
                                  sandbox)
-    assert isinstance(err, df.UnsafeArchiveError)
+    assert isinstance(err, ar.UnsafeArchiveError)
     assert words in str(err)
     assert repr(members[-1].name) in str(err), "the error must name the member"
 
@@ -220,7 +221,7 @@ def test_same_name_file_and_directory_is_a_clear_error(sandbox, members, words):
     archive = write_tar(sandbox / "work" / "clash.tar", members)
     err = assert_refused_cleanly(archive, target, snapshot(sandbox, {sandbox / "work" / "clash.tar"}),
                                  sandbox)
-    assert isinstance(err, df.ArchiveError) and words in str(err)
+    assert isinstance(err, ar.ArchiveError) and words in str(err)
     assert repr(members[-1].name) in str(err)
 
 
@@ -238,7 +239,7 @@ def test_corrupt_zip_member_is_a_clear_error_and_leaves_nothing(sandbox):
         with zipfile.ZipFile(archive) as zf:
             zf.read("bad.bin")
     err = assert_refused_cleanly(archive, target, snapshot(sandbox, {archive}), sandbox)
-    assert isinstance(err, df.ArchiveError) and "'bad.bin'" in str(err) and "corrupt" in str(err)
+    assert isinstance(err, ar.ArchiveError) and "'bad.bin'" in str(err) and "corrupt" in str(err)
 
 
 def test_corrupt_deflated_zip_member_is_a_clear_error(sandbox):
@@ -264,7 +265,7 @@ def test_truncated_tar_gz_is_a_clear_error(sandbox):
                         [Member("file", f"f{i}", os.urandom(3000)) for i in range(5)], mode="w:gz")
     archive.write_bytes(archive.read_bytes()[:-4000])
     err = assert_refused_cleanly(archive, target, snapshot(sandbox, {archive}), sandbox)
-    assert isinstance(err, df.ArchiveError)
+    assert isinstance(err, ar.ArchiveError)
 
 
 def test_zip_symlink_refused_unless_allowed_and_inside(sandbox):
@@ -276,7 +277,7 @@ def test_zip_symlink_refused_unless_allowed_and_inside(sandbox):
         info.external_attr = 0o120777 << 16
         zf.writestr(info, "data.txt")
     assert_refused_cleanly(archive, target, snapshot(sandbox, {archive}), sandbox)
-    df.safe_extract(archive, target, allow_links=True)
+    ar.safe_extract(archive, target, allow_links=True)
     assert (target / "link").is_symlink() and (target / "link").read_bytes() == b"payload"
 
 
@@ -285,7 +286,7 @@ def test_allowed_internal_links_are_extracted(sandbox):
     archive = write_tar(sandbox / "work" / "ok.tar", [
         Member("dir", "d"), Member("file", "d/x.txt", b"1"), Member("sym", "d/l", link="x.txt"),
         Member("sym", "top", link="d"), Member("hard", "h", link="d/x.txt")])
-    paths = df.safe_extract(archive, target, allow_links=True)
+    paths = ar.safe_extract(archive, target, allow_links=True)
     assert (target / "d/l").read_bytes() == b"1" and (target / "h").read_bytes() == b"1"
     assert (target / "top").is_symlink() and os.path.realpath(target / "top") == str(target / "d")
     assert [p.relative_to(target).as_posix() for p in paths] == ["d", "d/x.txt", "d/l", "top", "h"]
@@ -306,7 +307,7 @@ def test_duplicate_file_member_replaces_the_earlier_one(sandbox):
     target = sandbox / "work" / "target"
     archive = write_tar(sandbox / "work" / "dup.tar", [
         Member("file", "a.txt", b"old"), Member("file", "a.txt", b"new")])
-    df.safe_extract(archive, target)
+    ar.safe_extract(archive, target)
     assert (target / "a.txt").read_bytes() == b"new"
 
 
@@ -315,12 +316,12 @@ def test_extraction_into_an_existing_folder_refuses_to_overwrite(sandbox):
     target.mkdir()
     (target / "mine.txt").write_text("keep me")
     archive = write_tar(sandbox / "work" / "a.tar", [Member("file", "new.txt", b"n")])
-    df.safe_extract(archive, target)
+    ar.safe_extract(archive, target)
     assert (target / "new.txt").read_bytes() == b"n" and (target / "mine.txt").read_text() == "keep me"
     archive2 = write_tar(sandbox / "work" / "b.tar", [Member("file", "other.txt", b"o"),
                                                     Member("file", "mine.txt", b"evil")])
-    with pytest.raises(df.ArchiveError, match="mine.txt"):
-        df.safe_extract(archive2, target)
+    with pytest.raises(ar.ArchiveError, match="mine.txt"):
+        ar.safe_extract(archive2, target)
     assert (target / "mine.txt").read_text() == "keep me" and not (target / "other.txt").exists()
     assert sorted(p.name for p in (sandbox / "work").iterdir()) == ["a.tar", "b.tar", "target"]
 
@@ -334,7 +335,7 @@ def test_zip_bomb_is_refused_by_ratio(sandbox):
         zf.writestr("zeros.bin", bytes(40 << 20))  # 40 MiB of zeros, ~40 KB compressed
     assert archive.stat().st_size < 100_000
     err = assert_refused_cleanly(archive, target, snapshot(sandbox, {archive}), sandbox)
-    assert isinstance(err, df.ArchiveTooLargeError) and "max_ratio" in str(err)
+    assert isinstance(err, ar.ArchiveTooLargeError) and "max_ratio" in str(err)
 
 
 def test_tar_gz_bomb_is_refused_while_streaming(sandbox):
@@ -342,19 +343,19 @@ def test_tar_gz_bomb_is_refused_while_streaming(sandbox):
     archive = write_tar(sandbox / "work" / "bomb.tar.gz", [Member("file", "zeros", bytes(40 << 20))],
                         mode="w:gz")
     err = assert_refused_cleanly(archive, target, snapshot(sandbox, {archive}), sandbox)
-    assert isinstance(err, df.ArchiveTooLargeError)
+    assert isinstance(err, ar.ArchiveTooLargeError)
 
 
 def test_total_size_cap_and_member_cap_are_keyword_overrides(sandbox):
     target = sandbox / "work" / "target"
     archive = write_tar(sandbox / "work" / "big.tar", [Member("file", f"f{i}", os.urandom(4000))
                                                       for i in range(3)])
-    with pytest.raises(df.ArchiveTooLargeError, match="max_bytes"):
-        df.safe_extract(archive, target, max_bytes=8000)
-    with pytest.raises(df.ArchiveTooLargeError, match="max_members"):
-        df.safe_extract(archive, target, max_members=2)
+    with pytest.raises(ar.ArchiveTooLargeError, match="max_bytes"):
+        ar.safe_extract(archive, target, max_bytes=8000)
+    with pytest.raises(ar.ArchiveTooLargeError, match="max_members"):
+        ar.safe_extract(archive, target, max_members=2)
     assert not target.exists()
-    assert len(df.safe_extract(archive, target, max_bytes=100_000, max_members=3)) == 3
+    assert len(ar.safe_extract(archive, target, max_bytes=100_000, max_members=3)) == 3
 
 
 def test_tar_headers_count_against_the_cap_not_just_member_sizes(sandbox):
@@ -363,8 +364,8 @@ def test_tar_headers_count_against_the_cap_not_just_member_sizes(sandbox):
     target = sandbox / "work" / "target"
     archive = write_tar(sandbox / "work" / "longname.tar.gz", [Member("file", "n" * (3 << 20))],
                         mode="w:gz")
-    with pytest.raises(df.ArchiveTooLargeError):
-        df.safe_extract(archive, target, max_bytes=1 << 20)
+    with pytest.raises(ar.ArchiveTooLargeError):
+        ar.safe_extract(archive, target, max_bytes=1 << 20)
     assert sorted(p.name for p in (sandbox / "work").iterdir()) == ["longname.tar.gz"]
 
 
@@ -429,9 +430,9 @@ def check_extraction_stays_inside(members: list[Member], allow_links: bool, targ
             write_tar(archive, members)
         before = snapshot(base, {archive, target})
         try:
-            df.safe_extract(archive, target, allow_links=allow_links)
+            ar.safe_extract(archive, target, allow_links=allow_links)
             outcome = "ok"
-        except df.DataFileError:
+        except DataFileError:
             outcome = "refused"
             assert target.exists() == target_exists
             if target_exists:
@@ -473,13 +474,13 @@ def test_zip_device_member_target_file_and_missing_archive(sandbox):
         info.external_attr = (stat.S_IFCHR | 0o666) << 16
         zf.writestr(info, b"")
     err = assert_refused_cleanly(archive, target, snapshot(sandbox, {archive}), sandbox)
-    assert isinstance(err, df.UnsafeArchiveError) and "special" in str(err)
+    assert isinstance(err, ar.UnsafeArchiveError) and "special" in str(err)
     fine = sandbox / "work" / "fine.zip"
     with zipfile.ZipFile(fine, "w") as zf:
         zf.writestr("a.txt", b"a")
     target.write_text("a file is in the way")
-    with pytest.raises(df.ArchiveError, match="exists and is not a folder"):
-        df.safe_extract(fine, target)
+    with pytest.raises(ar.ArchiveError, match="exists and is not a folder"):
+        ar.safe_extract(fine, target)
     assert target.read_text() == "a file is in the way"
-    with pytest.raises(df.ArchiveError, match="does not exist"):
-        df.safe_extract(sandbox / "work" / "nothing.zip", sandbox / "work" / "t2")
+    with pytest.raises(ar.ArchiveError, match="does not exist"):
+        ar.safe_extract(sandbox / "work" / "nothing.zip", sandbox / "work" / "t2")

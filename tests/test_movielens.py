@@ -1,4 +1,5 @@
 import hashlib
+import io
 import shutil
 import zipfile
 from dataclasses import replace
@@ -6,6 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from course_utils import datafiles as df
 from course_utils import movielens as ml
 from course_utils.datafiles import ChecksumError, DataFileError, MissingDataError, data_root
 
@@ -89,17 +91,33 @@ def test_missing_file_offline_names_the_official_zip(tmp_path, monkeypatch):
     assert not any(tmp_path.rglob("*.csv"))
 
 
-def fake_archive(tmp_path, members):
-    """A zip laid out like GroupLens' (files inside ml-latest-small/), placed where the download
-    would put it, and the archive spec that matches it (so no network is needed)."""
-    folder = tmp_path / "root" / "movielens-small"
-    folder.mkdir(parents=True)
-    path = folder / "ml-latest-small.zip"
-    with zipfile.ZipFile(path, "w") as zf:
+URL = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
+
+
+def serve_archive(tmp_path, monkeypatch, members):
+    """Serve a zip laid out like GroupLens' (files inside ml-latest-small/) through a fake
+    HTTPS opener, and register its checksum in place of the real one (no network needed)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
         for name, content in members.items():
             zf.writestr(f"ml-latest-small/{name}", content)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    return tmp_path / "root", replace(ml.MOVIELENS_ZIP, sha256=sha)
+    body = buffer.getvalue()
+    calls = []
+
+    def opener(url, timeout):
+        calls.append(url)
+        response = io.BytesIO(body)
+        response.status = 200
+        return response
+
+    monkeypatch.delenv("COURSE_OFFLINE", raising=False)
+    monkeypatch.setattr(df, "_open_https", opener)
+    for name, spec in ml.MOVIELENS_FILES.items():
+        archive = replace(spec.archive, sha256=hashlib.sha256(body).hexdigest(), size=None)
+        monkeypatch.setitem(df.FILES, spec.relpath, replace(spec, archive=archive))
+    root = tmp_path / "root"
+    root.mkdir()
+    return root, calls
 
 
 def real_members():
@@ -109,14 +127,14 @@ def real_members():
 def test_missing_files_come_from_the_archive_verified(tmp_path, monkeypatch):
     members = real_members()
     members["links.csv"] = b"movieId,imdbId,tmdbId\n"  # extra members are ignored
-    root, spec = fake_archive(tmp_path, members)
-    monkeypatch.setattr(ml, "MOVIELENS_ZIP", spec)
+    root, calls = serve_archive(tmp_path, monkeypatch, members)
+    (root / "movielens-small").mkdir()
     kept = root / "movielens-small" / "README.txt"  # a file already in place stays as it is
     shutil.copy(data_root() / "movielens-small" / "README.txt", kept)
     inode = kept.stat().st_ino
     data = ml.load_movielens(root)
     assert kept.stat().st_ino == inode
-    assert len(data) == 100_836
+    assert len(data) == 100_836 and calls == [URL]  # one download for both missing files
     folder = root / "movielens-small"
     assert sorted(p.name for p in folder.iterdir()) == ["README.txt", "movies.csv", "ratings.csv"]
 
@@ -124,21 +142,29 @@ def test_missing_files_come_from_the_archive_verified(tmp_path, monkeypatch):
 def test_a_corrupt_archive_member_is_refused(tmp_path, monkeypatch):
     members = real_members()
     members["ratings.csv"] = members["ratings.csv"][:-10]
-    root, spec = fake_archive(tmp_path, members)
-    monkeypatch.setattr(ml, "MOVIELENS_ZIP", spec)
-    with pytest.raises(ChecksumError, match="ratings.csv"):
+    root, _ = serve_archive(tmp_path, monkeypatch, members)
+    with pytest.raises(ChecksumError, match="member ml-latest-small/ratings.csv of " + URL):
         ml.load_movielens(root)
-    assert not (root / "movielens-small" / "ratings.csv").exists()
-    assert not (root / "movielens-small" / "ml-latest-small.zip").exists()
+    assert [p.name for p in root.rglob("*")] == ["movielens-small"]  # no file, archive, temporary
 
 
 def test_an_archive_without_the_member_is_an_error(tmp_path, monkeypatch):
     members = real_members()
     del members["movies.csv"]
-    root, spec = fake_archive(tmp_path, members)
-    monkeypatch.setattr(ml, "MOVIELENS_ZIP", spec)
-    with pytest.raises(DataFileError, match="no member ml-latest-small/movies.csv"):
+    root, _ = serve_archive(tmp_path, monkeypatch, members)
+    with pytest.raises(DataFileError, match="has no member ml-latest-small/movies.csv"):
         ml.load_movielens(root)
+    assert [p.name for p in root.rglob("*")] == ["movielens-small"]
+
+
+def test_the_official_archive_checksum_is_required(tmp_path, monkeypatch):
+    root, calls = serve_archive(tmp_path, monkeypatch, real_members())
+    for spec in ml.MOVIELENS_FILES.values():  # back to GroupLens' checksum: the fake zip differs
+        monkeypatch.setitem(df.FILES, spec.relpath, replace(spec, archive=replace(spec.archive, size=None)))
+    with pytest.raises(MissingDataError, match="SHA-256 is .*, expected 696d65a3") as err:
+        ml.load_movielens(root)
+    assert "unpack ml-latest-small/README.txt as " in str(err.value) and ".fetching" not in str(err.value)
+    assert calls == [URL] and [p.name for p in root.rglob("*")] == ["movielens-small"]
 
 
 def test_corrupt_shipped_file_is_not_replaced(tmp_path):
