@@ -8,7 +8,7 @@ JOBS ?= auto
 RUN_JOBS ?= 1
 D2L_VERSION := 1.0.3
 
-.PHONY: help setup lab test test-unit test-notebooks run outputs check-outputs doctor bench clean
+.PHONY: help setup lab test test-unit test-notebooks run outputs check-outputs doctor bench mutants site clean
 
 help:
 	@echo "make lab      set up .venv and open JupyterLab on notebooks/"
@@ -17,6 +17,8 @@ help:
 	@echo "make outputs  re-generate the outputs nbval checks and strip all others"
 	@echo "make doctor   print versions, the chosen device and the data status"
 	@echo "make bench    run the benchmarks (results in benchmarks/results/)"
+	@echo "make site     build the offline website build/site/ from make run's executed notebooks"
+	@echo "make mutants  plant each catalogued bug (mutants/*.toml) in a notebook copy; all must be caught"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed (set PYTHON=...)")'
@@ -30,10 +32,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# One torch thread per core this process may really use (affinity and cgroup quota): a kernel
+# that starts one thread per host core on a 2-core container crawls. Override: LAB_THREADS=4.
+LAB_THREADS ?= $(shell $(PYTHON) tools/cpu_count.py)
+
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/
+	OMP_NUM_THREADS=$(LAB_THREADS) MKL_NUM_THREADS=$(LAB_THREADS) \
+		$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/
 
 test: $(STAMP)
+	$(PY) -m ruff check course_utils examples
+	$(PY) -m mypy
 	COURSE_SMOKE=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env \
 		--cov=course_utils --cov-report=term $(PYTEST_ARGS)
 
@@ -57,6 +66,16 @@ doctor: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# The website of the executed notebooks (tools/website/, docs/site.md): from build/ by default,
+# i.e. run `make run` (full lessons; `COURSE_SMOKE=1 make run` for a quick check) first.
+SITE_SRC ?= build
+site: $(STAMP)
+	$(PY) tools/website/build.py --src $(SITE_SRC) --out $(SITE_SRC)/site
+
+# MUTANTS_ARGS: e.g. "--jobs 1", "--check", "--baseline", "-k 05_mlp::bias" (tools/mutants.py --help)
+mutants: $(STAMP)
+	$(PY) tools/mutants.py $(MUTANTS_ARGS) $(NOTEBOOKS)
 
 clean:
 	rm -rf build .coverage htmlcov

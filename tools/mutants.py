@@ -1,0 +1,323 @@
+"""Mutation testing of the notebooks (``make mutants``): does each notebook catch a planted bug?
+
+A catalogue ``mutants/<notebook stem>.toml`` lists mutants (``[[mutant]]`` tables with ``id``,
+``bug``, ``find``, ``replace``; see CONTRIBUTING.md). For every mutant the harness copies the
+notebook to ``build/mutants/<stem>__<id>/``, replaces the one occurrence of ``find`` in its code
+cells by ``replace`` and runs the copy the way ``make test`` runs notebooks: ``COURSE_SMOKE=1``,
+``pytest --nbval-lax --nbval-current-env -x`` (so ``# NBVAL_CHECK_OUTPUT`` outputs are compared
+too), stopping at the first failing cell. A mutant is KILLED if some cell fails (or the run
+exceeds ``--timeout``), SURVIVED if the notebook passes. Results: ``build/mutants.md`` and
+``build/mutants.json``; exit status 1 if a mutant survived, a baseline failed or a catalogue is
+invalid. Every catalogue is validated before anything runs (a ``find`` that is missing or not
+unique, a duplicate id, an unknown key, ``find == replace``, a catalogue without its notebook).
+
+    python tools/mutants.py [NOTEBOOK ...] [--jobs N] [--timeout 240] [-k TEXT] [--baseline]
+    python tools/mutants.py --baseline -k ::baseline  # only the unmutated notebooks (a control)
+    python tools/mutants.py --check          # only validate the catalogues (fast)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+try:
+    from cpu_count import usable_cores  # affinity capped by the cgroup quota
+except ImportError:  # pragma: no cover
+    def usable_cores() -> int:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+KEYS = {"id", "bug", "find", "replace"}
+# `python -m pytest`, minus ~3 CPU-seconds of start-up per run that the notebook tests never use:
+# jsonschema's optional IRI checker (rfc3987_syntax builds a grammar on import; nbval imports
+# nbformat -> jsonschema) and the hypothesis plugin (-p no:hypothesispytest below).
+PYTEST = "import sys; sys.modules['rfc3987_syntax'] = None; import pytest; sys.exit(pytest.main())"
+ID_RE = re.compile(r"^[A-Za-z0-9-]+$")
+ANSI = re.compile(r"(\x1b|#x1B)\[[0-9;]*m")  # colour codes in nbval's reports (escaped in junit XML)
+RUNNING: set[subprocess.Popen] = set()  # pytest processes to kill on Ctrl-C (they run in their own sessions)
+
+
+class CatalogueError(ValueError):
+    """A catalogue entry that cannot be applied: the message names file, mutant and problem."""
+
+
+@dataclass
+class Mutant:
+    notebook: str  # stem, e.g. "05_mlp"
+    id: str
+    bug: str
+    find: str
+    replace: str
+
+
+@dataclass
+class Outcome:
+    notebook: str
+    id: str
+    bug: str
+    status: str  # KILLED, KILLED (timeout), SURVIVED; for a baseline PASSED or FAILED
+    cell: str  # the catching cell as nbval numbers it (code cells only): "Cell 12: first line"
+    message: str  # first line of the failure
+    seconds: float
+    cpu_seconds: float  # pytest + kernel CPU time; on a busy machine a fairer cost than seconds
+
+
+def code_sources(nb: dict) -> list[str]:
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def load_catalogue(path: Path, notebook_dir: Path) -> list[Mutant]:
+    """Read and validate one catalogue; raise CatalogueError naming every problem found."""
+    nb_path = notebook_dir / f"{path.stem}.ipynb"
+    if not nb_path.exists():
+        raise CatalogueError(f"{path}: no notebook {nb_path} for this catalogue")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise CatalogueError(f"{path}: not valid TOML: {err}") from None
+    problems = [f"unknown top-level key {k!r} (only [[mutant]] tables)" for k in data if k != "mutant"]
+    sources = code_sources(json.loads(nb_path.read_text(encoding="utf-8")))
+    mutants, seen = [], set()
+    for n, entry in enumerate(data.get("mutant", []), start=1):
+        name = f"mutant #{n} ({entry.get('id', 'no id')})"
+        if set(entry) != KEYS:
+            problems.append(f"{name}: keys must be {sorted(KEYS)}, got {sorted(entry)}")
+            continue
+        if not all(isinstance(entry[k], str) for k in KEYS):
+            problems.append(f"{name}: every value must be a string")
+            continue
+        if not ID_RE.match(entry["id"]) or entry["id"] in seen | {"baseline"}:
+            problems.append(f"{name}: id must be unique, not 'baseline', and use only letters, digits and '-'")
+        seen.add(entry["id"])
+        if not entry["bug"].strip() or "\n" in entry["bug"].strip():
+            problems.append(f"{name}: bug must be one non-empty line")
+        if entry["find"] == entry["replace"]:
+            problems.append(f"{name}: find == replace (nothing is mutated)")
+        count = sum(src.count(entry["find"]) for src in sources) if entry["find"] else 0
+        if count != 1:
+            problems.append(f"{name}: find occurs {count} times in the code cells of {nb_path.name} "
+                            f"(must be exactly once): {entry['find'][:80]!r}")
+        mutants.append(Mutant(path.stem, **entry))
+    if not mutants and not problems:
+        problems.append("no [[mutant]] tables")
+    if problems:
+        raise CatalogueError(f"{path}:\n  " + "\n  ".join(problems))
+    return mutants
+
+
+def load_all(root: Path, notebooks: list[str]) -> list[Mutant]:
+    """Validate every catalogue (all of them: a rotten one fails even a restricted run)."""
+    errors, mutants = [], []
+    for path in sorted((root / "mutants").glob("*.toml")):
+        try:
+            mutants += load_catalogue(path, root / "notebooks")
+        except CatalogueError as err:
+            errors.append(str(err))
+    if errors:
+        raise CatalogueError("\n".join(errors))
+    if notebooks:
+        stems = {Path(n).stem for n in notebooks}
+        missing = stems - {m.notebook for m in mutants}
+        if missing:
+            raise CatalogueError(f"no catalogue mutants/<stem>.toml for {sorted(missing)}")
+        mutants = [m for m in mutants if m.notebook in stems]
+    return mutants
+
+
+def mutate(nb: dict, mutant: Mutant) -> dict:
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code" and mutant.find in src:
+            cell["source"] = src.replace(mutant.find, mutant.replace)
+    return nb
+
+
+def first_failure(junit: Path, nb: dict) -> tuple[str, str]:
+    """The first failing nbval item as ("cell N: first source line", failure message)."""
+    if not junit.exists():
+        return "", ""
+    for case in ET.parse(junit).iter("testcase"):
+        bad = next((e for e in (case.find("failure"), case.find("error")) if e is not None), None)
+        if bad is None:
+            continue
+        match = re.search(r"Cell (\d+)", case.get("name", ""))
+        text = ANSI.sub("", bad.text or "")
+        message = ANSI.sub("", bad.get("message") or "").strip().splitlines()
+        if not match:
+            return case.get("name", "?"), message[0][:200] if message else ""
+        index = int(match.group(1))  # nbval numbers the code cells only
+        lines = [ln for ln in code_sources(nb)[index].splitlines() if ln.strip() and not ln.startswith("# NBVAL")]
+        detail = [ln.strip() for ln in text.splitlines() if re.match(r"^[\w.]*(Error|Exception)\b", ln.strip())
+                  or "outputs differ" in ln]  # an NBVAL_CHECK_OUTPUT cell printed something else
+        return f"Cell {index}: {lines[0].strip()[:60] if lines else ''}", (detail or message or [""])[-1][:200]
+    return "", ""
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """Kill pytest and its kernel (jupyter starts kernels in their own session)."""
+    try:
+        import psutil
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except Exception:  # psutil missing or pytest already gone: the kernel polls its parent and exits
+        children = []
+    for p in children:
+        try:
+            p.kill()
+        except Exception:
+            pass
+    os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_with_cpu(proc: subprocess.Popen, timeout: float) -> tuple[int | None, float]:
+    """Wait for ``proc``; return its exit code (None after ``timeout`` s) and the CPU seconds it and
+    the children it waited for (pytest's kernel) used: a measure that a busy machine does not inflate."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_utime + usage.ru_stime
+        time.sleep(0.1)
+    return None, 0.0
+
+
+def run_one(root: Path, out: Path, mutant: Mutant | None, stem: str, timeout: float, threads: int) -> Outcome:
+    """Run one mutant (or, with mutant None, the unmutated notebook as a baseline)."""
+    work = out / "mutants" / f"{stem}__{mutant.id if mutant else 'baseline'}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    nb = json.loads((root / "notebooks" / f"{stem}.ipynb").read_text(encoding="utf-8"))
+    if mutant:
+        nb = mutate(nb, mutant)
+    copy = work / f"{stem}.ipynb"
+    copy.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+    # torch threads: cores // jobs unless the caller set OMP_NUM_THREADS; MKL (matmul) follows OMP
+    # (MKL at 2 threads while OMP is at 1 made a busy 2-core machine ~6x slower)
+    omp = os.environ.get("OMP_NUM_THREADS") or str(threads)
+    env = dict(os.environ, COURSE_SMOKE="1", OMP_NUM_THREADS=omp, MKL_NUM_THREADS=os.environ.get("MKL_NUM_THREADS", omp))
+    cmd = [sys.executable, "-c", PYTEST, str(copy), "--nbval-lax", "--nbval-current-env", "-x", "-q",
+           "-p", "no:xdist", "-p", "no:cov", "-p", "no:hypothesispytest", f"--junitxml={work / 'junit.xml'}"]
+    tic = time.perf_counter()
+    with open(work / "pytest.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        RUNNING.add(proc)
+        code, cpu = wait_with_cpu(proc, timeout)
+        if code is None:
+            kill_tree(proc)
+            proc.wait()
+        RUNNING.discard(proc)
+    seconds = time.perf_counter() - tic
+    cell, message = first_failure(work / "junit.xml", nb)
+    if code is None:
+        status, message = "KILLED (timeout)" if mutant else "FAILED (timeout)", f"no result after {timeout:.0f} s"
+    elif mutant:
+        status = "SURVIVED" if code == 0 else "KILLED"
+    else:
+        status = "PASSED" if code == 0 else "FAILED"
+    if code not in (0, None) and not cell:
+        cell, message = f"(pytest exit {code}, no failing cell)", f"see {work / 'pytest.log'}"
+    return Outcome(stem, mutant.id if mutant else "baseline", mutant.bug if mutant else "unmutated notebook",
+                   status, cell, message, round(seconds, 1), round(cpu, 1))
+
+
+def write_reports(outcomes: list[Outcome], out: Path, wall: float) -> str:
+    esc = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["# Mutation testing (smoke mode)", "",
+             "| notebook | id | bug | result | caught by | seconds | CPU s |",
+             "| --- | --- | --- | --- | --- | ---: | ---: |"]
+    lines += [f"| {o.notebook} | {o.id} | {esc(o.bug)} | {o.status} | {esc(o.cell)} | {o.seconds:.1f} | "
+              f"{o.cpu_seconds:.1f} |" for o in outcomes]
+    lines += ["", "| notebook | mutants | killed | seconds | CPU s |", "| --- | ---: | ---: | ---: | ---: |"]
+    mutants = [o for o in outcomes if o.id != "baseline"]
+    for stem in sorted({o.notebook for o in mutants}):
+        mine = [o for o in mutants if o.notebook == stem]
+        lines.append(f"| {stem} | {len(mine)} | {sum(o.status.startswith('KILLED') for o in mine)} | "
+                     f"{sum(o.seconds for o in mine):.1f} | {sum(o.cpu_seconds for o in mine):.1f} |")
+    killed = sum(o.status.startswith("KILLED") for o in mutants)
+    lines.append(f"| **total** | {len(mutants)} | {killed} | {sum(o.seconds for o in mutants):.1f} | "
+                 f"{sum(o.cpu_seconds for o in mutants):.1f} |")
+    lines += ["", f"Wall time {wall:.1f} s."]
+    baseline_failed = [o.notebook for o in outcomes if o.status.startswith("FAILED")]
+    if baseline_failed:
+        lines.append(f"Baseline FAILED (the unmutated notebook fails): {', '.join(baseline_failed)}.")
+    markdown = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mutants.md").write_text(markdown, encoding="utf-8")
+    (out / "mutants.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=1), encoding="utf-8")
+    return markdown
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("notebooks", nargs="*", help="restrict to these notebooks (default: every catalogue)")
+    cores = usable_cores()
+    parser.add_argument("--jobs", type=int, default=cores, help="mutants run at the same time (default: cores)")
+    parser.add_argument("--timeout", type=float, default=240, help="seconds per mutant; longer counts as KILLED")
+    parser.add_argument("-k", dest="select", default="",
+                        help="only runs whose 'stem::id' contains TEXT ('::baseline': only the baselines)")
+    parser.add_argument("--baseline", action="store_true", help="also run each unmutated notebook (must pass)")
+    parser.add_argument("--check", action="store_true", help="only validate the catalogues")
+    parser.add_argument("--root", default=str(REPO), help=argparse.SUPPRESS)  # for the harness's own tests
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    root = Path(args.root).resolve()
+    try:
+        mutants = load_all(root, args.notebooks)
+    except CatalogueError as err:
+        print(f"invalid mutant catalogue:\n{err}", file=sys.stderr)
+        return 2
+    if args.check:
+        print(f"{len(mutants)} mutants in {len({m.notebook for m in mutants})} catalogues: all valid")
+        return 0
+    stems = sorted({m.notebook for m in mutants})
+    jobs: list[tuple[Mutant | None, str]] = [(None, s) for s in stems if args.baseline] + [(m, m.notebook) for m in mutants]
+    jobs = [(m, s) for m, s in jobs if args.select in f"{s}::{m.id if m else 'baseline'}"]
+    threads = max(1, cores // args.jobs)
+    print(f"{len(jobs)} runs, {args.jobs} at a time, "
+          f"{os.environ.get('OMP_NUM_THREADS', threads)} thread(s) each", flush=True)
+    out, tic, outcomes = root / "build", time.perf_counter(), []
+    pool = ThreadPoolExecutor(args.jobs)
+    try:
+        futures = [pool.submit(run_one, root, out, m, stem, args.timeout, threads) for m, stem in jobs]
+        for n, future in enumerate(as_completed(futures), start=1):
+            o = future.result()
+            outcomes.append(o)
+            print(f"[{n}/{len(jobs)}] {o.notebook}::{o.id} {o.status} in {o.seconds:.1f} s "
+                  f"({o.cpu_seconds:.1f} CPU s) {o.cell}", flush=True)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(RUNNING):
+            kill_tree(proc)
+        print("interrupted: running notebooks stopped, no report written", file=sys.stderr)
+        return 130
+    pool.shutdown()
+    order = {(m.notebook if m else s, m.id if m else "baseline"): i for i, (m, s) in enumerate(jobs)}
+    outcomes.sort(key=lambda o: order[(o.notebook, o.id)])
+    print("\n" + write_reports(outcomes, out, time.perf_counter() - tic))
+    bad = [o for o in outcomes if o.status == "SURVIVED" or o.status.startswith("FAILED")]
+    for o in bad:
+        print(f"{o.status}: {o.notebook}::{o.id} ({o.bug})", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
