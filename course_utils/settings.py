@@ -9,6 +9,10 @@ the data files, live in :mod:`course_utils.datafiles`):
 ``COURSE_DEVICE=cpu|cuda|cuda:N|mps``
     Overrides the automatic choice (CUDA, then Apple MPS, then CPU). A device that is not
     there, or a malformed name such as ``cpu:3``, is an error.
+``COURSE_PRECISION=auto|fp32|bf16``
+    The precision of training forward passes run under :func:`autocast`. ``auto`` (the default)
+    picks bfloat16 where the hardware computes it natively (a CPU with AVX-512 BF16 or AMX, a
+    CUDA GPU with bf16) and float32 elsewhere; ``fp32`` forces float32 everywhere.
 
 Introduced in ``notebooks/01_tensors.ipynb`` (the first code cell of every notebook).
 Copy alone.
@@ -20,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from typing import TypeVar
@@ -33,6 +38,8 @@ __all__ = [
     "get_device",
     "device_report",
     "seed_everything",
+    "precision_report",
+    "autocast",
 ]
 
 T = TypeVar("T")
@@ -142,3 +149,53 @@ def seed_everything(seed: int = 0) -> torch.Generator:
         pass
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def _cpu_has_native_bf16() -> bool:
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so looked up softly
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def precision_report(device: torch.device | None = None) -> tuple[torch.dtype, str]:
+    """The dtype :func:`autocast` computes in on ``device`` (default :func:`get_device`), and why.
+
+    ``COURSE_PRECISION`` decides: ``fp32``, ``bf16``, or ``auto`` (unset): bfloat16 where the
+    hardware has it natively, float32 elsewhere. Anything else raises ``ValueError``.
+
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"COURSE_PRECISION": "fp32"}):
+    ...     precision_report(torch.device("cpu"))
+    (torch.float32, 'COURSE_PRECISION=fp32')
+    """
+    device = get_device() if device is None else torch.device(device)
+    raw = os.environ.get("COURSE_PRECISION", "").strip().lower()
+    if raw == "fp32":
+        return torch.float32, "COURSE_PRECISION=fp32"
+    if raw == "bf16":
+        return torch.bfloat16, "COURSE_PRECISION=bf16"
+    if raw not in ("", "auto"):
+        raise ValueError(f"COURSE_PRECISION={raw!r} is not understood; use auto, fp32 or bf16")
+    if device.type == "cpu" and _cpu_has_native_bf16():
+        return torch.bfloat16, "this CPU computes bfloat16 natively (AVX-512 BF16 or AMX)"
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16, "this GPU computes bfloat16 natively"
+    return torch.float32, f"no native bfloat16 on {device.type}"
+
+
+def autocast(device: torch.device | None = None) -> contextlib.AbstractContextManager[None]:
+    """A context that runs forward passes in :func:`precision_report`'s dtype (a no-op for fp32).
+
+    Use it around the forward pass and loss of a *training* step; twin checks and numerics
+    lessons stay outside it, in float32.
+
+    >>> with autocast(torch.device("cpu")):
+    ...     y = torch.nn.Linear(4, 2)(torch.ones(1, 4))
+    >>> y.dtype in (torch.float32, torch.bfloat16)
+    True
+    """
+    device = get_device() if device is None else torch.device(device)
+    dtype, _ = precision_report(device)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
