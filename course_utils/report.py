@@ -8,7 +8,6 @@ Copy alone.
 
 >>> report_results({"test_acc": 0.8421})
 results: test_acc=0.8421
-{'test_acc': 0.8421}
 """
 
 from __future__ import annotations
@@ -38,8 +37,9 @@ def _as_plain(value: object) -> float | int | str:
     raise TypeError(f"result values must be numbers or strings, got {type(value).__name__}")
 
 
-def report_results(results: Mapping[str, object]) -> dict[str, float | int | str]:
-    """Print ``results`` on one line and append them to ``$COURSE_RESULTS_FILE`` if set."""
+def report_results(results: Mapping[str, object]) -> None:
+    """Print ``results`` on one short line (4 significant digits) and append them, unrounded, to
+    ``$COURSE_RESULTS_FILE`` if set. Returns nothing, so a notebook's last cell echoes no ``Out[]``."""
     if not results:
         raise ValueError("report_results needs at least one result")
     plain = {str(key): _as_plain(value) for key, value in results.items()}
@@ -51,7 +51,6 @@ def report_results(results: Mapping[str, object]) -> dict[str, float | int | str
     if target:
         with open(target, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(plain) + "\n")
-    return plain
 
 
 def read_results(path: str | os.PathLike[str]) -> dict[str, float | int | str]:

@@ -61,6 +61,7 @@ __all__ = [
     "correct_count",
     "evaluate_accuracy",
     "train_classifier",
+    "model_name",
 ]
 
 StepResult = torch.Tensor | tuple[torch.Tensor, int]
@@ -143,6 +144,18 @@ class History:
         return f"History({len(self.epochs)} epochs; last: {last})"
 
 
+def model_name(model: nn.Module) -> str:
+    """A short name for plots: the class name; for ``nn.Sequential`` the classes of its layers.
+
+    >>> model_name(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
+    'Sequential: Flatten → Linear'
+    """
+    name = type(model).__name__
+    if isinstance(model, nn.Sequential) and 0 < len(model) <= 6:
+        return f"{name}: " + " → ".join(type(layer).__name__ for layer in model)
+    return name
+
+
 def _short(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3f}"
 
@@ -201,7 +214,7 @@ def fit(
     saves everything atomically after each epoch; ``resume=True`` continues from it exactly.
     ``scaler``: a ``torch.amp.GradScaler`` for float16 autocast (in ``step``). ``progress``: a bar
     (``None``: where tqdm sees a terminal or notebook); ``plot``: a live plot of all metrics but
-    times and speeds (or of the names given), with ``title``.
+    times and speeds (or of the names given), with ``title`` (default: :func:`model_name`).
     """
     _check_fit_args(epochs, scheduler_interval, callbacks)
     if scaler is None:  # a disabled scaler: plain backward() and optimizer.step()
@@ -212,7 +225,7 @@ def fit(
     history = History.from_dict(saved, name, f"checkpoint {checkpoint_path}") if done else History(name)
     run = FitState(model, optimizer, scaler, history, epochs)
     monitor = TrainingMonitor(num_epochs=epochs, batches_per_epoch=train_iter, done_epochs=done,
-                              progress=progress, plot=plot, title=title)
+                              progress=progress, plot=plot, title=model_name(model) if title is None else title)
     monitor.replay(history.epochs, history.metrics)
     _call(callbacks, "before_fit", run)
     try:

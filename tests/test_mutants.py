@@ -55,6 +55,30 @@ def test_timeout_counts_as_killed(tmp_path):
     assert row["status"] == "KILLED (timeout)"
 
 
+FACTS = """import json, os, signal, sys
+import matplotlib, torch
+ip = get_ipython()
+facts = {"cwd": os.getcwd(), "path": sys.path, "argv0": sys.argv[0], "backend": matplotlib.get_backend(),
+         "shell": type(ip).__name__, "threads": torch.get_num_threads(), "smoke": os.environ.get("COURSE_SMOKE"),
+         "sigint": repr(signal.getsignal(signal.SIGINT)), "env": sorted(k for k in os.environ
+         if not k.startswith(("COURSE_WARM", "JUPYTER_PATH")))}
+open(os.environ["FACTS_FILE"], "w").write(json.dumps(facts))"""
+
+
+@pytest.mark.slow
+def test_a_warm_kernel_is_like_a_cold_one(tmp_path, monkeypatch):
+    """tools/warm_start.py forks pytest and kernels from a warm process: what a notebook can see
+    of its kernel (folder, sys.path, backend, threads, environment, signal handling) is the same."""
+    root = project(tmp_path, KILLED, cells=TOY[:2] + (FACTS,))
+    facts = {}
+    for mode in ("cold", "warm"):
+        monkeypatch.setenv("FACTS_FILE", str(tmp_path / f"{mode}.json"))
+        assert mutants.main(["--root", str(root), "--baseline", "-k", "::baseline"] + ["--cold"] * (mode == "cold")) == 0
+        facts[mode] = json.loads((tmp_path / f"{mode}.json").read_text())
+    assert facts["warm"] == facts["cold"]
+    assert facts["warm"]["shell"] == "ZMQInteractiveShell" and facts["warm"]["smoke"] == "1"
+
+
 @pytest.mark.parametrize("catalogue, problem", [
     (KILLED.replace('"return 2 * x"', '"return 3 * x"'), "occurs 0 times"),  # missing find
     (KILLED.replace('"return 2 * x"', '"double"'), "occurs 3 times"),  # ambiguous find

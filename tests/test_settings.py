@@ -98,3 +98,25 @@ def test_course_device_index_where_there_is_none(monkeypatch, value, message):
     with pytest.raises(ValueError, match=message) as info:
         settings.device_report()
     assert repr(value) in str(info.value)
+
+
+def test_precision_follows_course_precision(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("COURSE_PRECISION", "fp32")
+    assert settings.precision_report(cpu)[0] == torch.float32
+    with settings.autocast(cpu):
+        assert torch.nn.Linear(3, 2)(torch.ones(1, 3)).dtype == torch.float32
+    monkeypatch.setenv("COURSE_PRECISION", "bf16")
+    assert settings.precision_report(cpu) == (torch.bfloat16, "COURSE_PRECISION=bf16")
+    with settings.autocast(cpu):
+        assert torch.nn.Linear(3, 2)(torch.ones(1, 3)).dtype == torch.bfloat16
+    monkeypatch.setenv("COURSE_PRECISION", "half")
+    with pytest.raises(ValueError, match="COURSE_PRECISION='half'"):
+        settings.precision_report(cpu)
+
+
+@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_automatic_precision_needs_native_bf16(monkeypatch, native, expected):
+    monkeypatch.delenv("COURSE_PRECISION", raising=False)
+    monkeypatch.setattr(settings, "_cpu_has_native_bf16", lambda: native)
+    assert settings.precision_report(torch.device("cpu"))[0] == expected

@@ -260,6 +260,27 @@ def test_fit_with_live_plot_outside_a_notebook(tmp_path):
     assert h.epochs == [1, 2]
 
 
+
+def test_live_plot_title_defaults_to_the_models_name(monkeypatch):
+    titles = []
+    real = tr.TrainingMonitor
+
+    def spy(**kwargs):
+        titles.append(kwargs["title"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(tr, "TrainingMonitor", spy)
+    X, y = blobs(32)
+    for title in (None, "mine"):
+        net = small_net()
+        tr.fit(net, load_array((X, y), 16), ce_step, 1, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+               progress=False, plot=False, title=title)
+    assert titles == [tr.model_name(small_net()), "mine"]
+    assert tr.model_name(nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.ReLU())) == "Sequential: Flatten → Linear → ReLU"
+    assert tr.model_name(nn.Linear(2, 3)) == "Linear"
+    assert tr.model_name(nn.Sequential(*[nn.ReLU()] * 7)) == "Sequential"  # too long to list
+
+
 # --- History ------------------------------------------------------------------------------------
 
 def test_history_access_errors_and_consistency():

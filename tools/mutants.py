@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -39,6 +40,8 @@ else:  # pragma: no cover
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
+import warm_start  # noqa: E402
+
 try:
     from cpu_count import usable_cores  # affinity capped by the cgroup quota
 except ImportError:  # pragma: no cover
@@ -198,7 +201,70 @@ def wait_with_cpu(proc: subprocess.Popen, timeout: float) -> tuple[int | None, f
     return None, 0.0
 
 
-def run_one(root: Path, out: Path, mutant: Mutant | None, stem: str, timeout: float, threads: int) -> Outcome:
+def run_env(threads: int) -> dict[str, str]:
+    """The environment of every run: smoke mode and torch threads (cores // jobs unless the caller
+    set OMP_NUM_THREADS; MKL (matmul) follows OMP: MKL at 2 threads while OMP is at 1 made a busy
+    2-core machine ~6x slower)."""
+    omp = os.environ.get("OMP_NUM_THREADS") or str(threads)
+    return dict(os.environ, COURSE_SMOKE="1", OMP_NUM_THREADS=omp, MKL_NUM_THREADS=os.environ.get("MKL_NUM_THREADS", omp))
+
+
+class WarmServer:
+    """tools/warm_start.py serving this run: pytest and kernels forked from one warm process."""
+
+    def __init__(self, root: Path, out: Path, env: dict[str, str]) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="course-warm-"))  # short: AF_UNIX paths are <= 107 bytes
+        self.socket = str(self.folder / "socket")
+        spec = out / "mutants" / "_jupyter" / "kernels" / warm_start.KERNEL_NAME
+        spec.mkdir(parents=True, exist_ok=True)
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-S", str(Path(warm_start.__file__).resolve()), "kernel", "-f", "{connection_file}"],
+            "display_name": "Python 3 (warm start for make mutants)", "language": "python",
+            "interrupt_mode": "signal"}), encoding="utf-8")
+        self.env = dict(env, JUPYTER_PATH=os.pathsep.join([str(spec.parent.parent), env.get("JUPYTER_PATH", "")]),
+                        **{warm_start.SOCKET_ENV: self.socket})
+        self.proc = subprocess.Popen([sys.executable, warm_start.__file__, "serve", self.socket], cwd=root, env=env,
+                                     stdout=subprocess.PIPE, text=True)
+        ready = self.proc.stdout.readline() if self.proc.stdout else ""
+        if ready.strip() != "ready":
+            self.close()
+            raise RuntimeError("the warm-start server did not start (run with --cold to bypass it)")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def run_pytest(cmd: list[str], root: Path, env: dict[str, str], log: Path, timeout: float,
+               warm: WarmServer | None, tag: str) -> tuple[int | None, float]:
+    """Run pytest; return its exit code (None after ``timeout`` s) and the CPU seconds of pytest and
+    its kernel (on a busy machine a fairer cost than wall seconds)."""
+    with open(log, "w") as out:
+        if warm is None:
+            proc = subprocess.Popen([sys.executable, "-c", PYTEST, *cmd], cwd=root, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            RUNNING.add(proc)
+            code, cpu = wait_with_cpu(proc, timeout)
+            if code is None:
+                kill_tree(proc)
+                proc.wait()
+            RUNNING.discard(proc)
+            return code, cpu
+        request = {"kind": "pytest", "argv": cmd, "cwd": str(root),
+                   "env": dict(env, **warm.env, **{warm_start.TAG_ENV: tag})}
+        with warm_start.connect(warm.socket) as sock, open(os.devnull) as devnull:
+            warm_start.send_request(sock, request, [devnull.fileno(), out.fileno(), out.fileno()])
+            buffer = bytearray()
+            warm_start.read_reply(sock, buffer, 60)  # the pid
+            reply = warm_start.read_reply(sock, buffer, timeout)
+        # leaving the block closes the connection: after a timeout the server kills the run
+        return (None, 0.0) if reply is None else (int(reply["exit"]), float(reply["cpu"]))
+
+
+def run_one(root: Path, out: Path, mutant: Mutant | None, stem: str, timeout: float, threads: int,
+            warm: WarmServer | None = None) -> Outcome:
     """Run one mutant (or, with mutant None, the unmutated notebook as a baseline)."""
     work = out / "mutants" / f"{stem}__{mutant.id if mutant else 'baseline'}"
     shutil.rmtree(work, ignore_errors=True)
@@ -208,22 +274,11 @@ def run_one(root: Path, out: Path, mutant: Mutant | None, stem: str, timeout: fl
         nb = mutate(nb, mutant)
     copy = work / f"{stem}.ipynb"
     copy.write_text(json.dumps(nb, indent=1), encoding="utf-8")
-    # torch threads: cores // jobs unless the caller set OMP_NUM_THREADS; MKL (matmul) follows OMP
-    # (MKL at 2 threads while OMP is at 1 made a busy 2-core machine ~6x slower)
-    omp = os.environ.get("OMP_NUM_THREADS") or str(threads)
-    env = dict(os.environ, COURSE_SMOKE="1", OMP_NUM_THREADS=omp, MKL_NUM_THREADS=os.environ.get("MKL_NUM_THREADS", omp))
-    cmd = [sys.executable, "-c", PYTEST, str(copy), "--nbval-lax", "--nbval-current-env", "-x", "-q",
-           "-p", "no:xdist", "-p", "no:cov", "-p", "no:hypothesispytest", f"--junitxml={work / 'junit.xml'}"]
+    kernel = ["--nbval-current-env"] if warm is None else ["--nbval-kernel-name", warm_start.KERNEL_NAME]
+    cmd = [str(copy), "--nbval-lax", *kernel, "-x", "-q", "-p", "no:xdist", "-p", "no:cov",
+           "-p", "no:hypothesispytest", "-p", "no:cacheprovider", f"--junitxml={work / 'junit.xml'}"]
     tic = time.perf_counter()
-    with open(work / "pytest.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        RUNNING.add(proc)
-        code, cpu = wait_with_cpu(proc, timeout)
-        if code is None:
-            kill_tree(proc)
-            proc.wait()
-        RUNNING.discard(proc)
+    code, cpu = run_pytest(cmd, root, run_env(threads), work / "pytest.log", timeout, warm, work.name)
     seconds = time.perf_counter() - tic
     cell, message = first_failure(work / "junit.xml", nb)
     if code is None:
@@ -275,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only runs whose 'stem::id' contains TEXT ('::baseline': only the baselines)")
     parser.add_argument("--baseline", action="store_true", help="also run each unmutated notebook (must pass)")
     parser.add_argument("--check", action="store_true", help="only validate the catalogues")
+    parser.add_argument("--cold", action="store_true",
+                        help="start every pytest and kernel from scratch (default: fork them warm, tools/warm_start.py)")
     parser.add_argument("--root", default=str(REPO), help=argparse.SUPPRESS)  # for the harness's own tests
     args = parser.parse_args(argv)
     if args.jobs < 1:
@@ -295,9 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(jobs)} runs, {args.jobs} at a time, "
           f"{os.environ.get('OMP_NUM_THREADS', threads)} thread(s) each", flush=True)
     out, tic, outcomes = root / "build", time.perf_counter(), []
+    warm = None if args.cold or not jobs else WarmServer(root, out, run_env(threads))
     pool = ThreadPoolExecutor(args.jobs)
     try:
-        futures = [pool.submit(run_one, root, out, m, stem, args.timeout, threads) for m, stem in jobs]
+        futures = [pool.submit(run_one, root, out, m, stem, args.timeout, threads, warm) for m, stem in jobs]
         for n, future in enumerate(as_completed(futures), start=1):
             o = future.result()
             outcomes.append(o)
@@ -307,9 +365,13 @@ def main(argv: list[str] | None = None) -> int:
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in list(RUNNING):
             kill_tree(proc)
+        if warm:
+            warm.close()
         print("interrupted: running notebooks stopped, no report written", file=sys.stderr)
         return 130
     pool.shutdown()
+    if warm:
+        warm.close()
     order = {(m.notebook if m else s, m.id if m else "baseline"): i for i, (m, s) in enumerate(jobs)}
     outcomes.sort(key=lambda o: order[(o.notebook, o.id)])
     print("\n" + write_reports(outcomes, out, time.perf_counter() - tic))
