@@ -2,7 +2,10 @@
 
 import importlib.util
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -55,28 +58,49 @@ def test_timeout_counts_as_killed(tmp_path):
     assert row["status"] == "KILLED (timeout)"
 
 
-FACTS = """import json, os, signal, sys
+FACTS = """import json, os, signal, socket, sys
 import matplotlib, torch
 ip = get_ipython()
 facts = {"cwd": os.getcwd(), "path": sys.path, "argv0": sys.argv[0], "backend": matplotlib.get_backend(),
          "shell": type(ip).__name__, "threads": torch.get_num_threads(), "smoke": os.environ.get("COURSE_SMOKE"),
-         "sigint": repr(signal.getsignal(signal.SIGINT)), "env": sorted(k for k in os.environ
-         if not k.startswith(("COURSE_WARM", "JUPYTER_PATH")))}
+         "sigint": repr(signal.getsignal(signal.SIGINT)), "guard": getattr(socket, "_course_guarded", False),
+         "sitecustomize": getattr(sys.modules.get("sitecustomize"), "__file__", None),
+         "env": sorted(k for k in os.environ if not k.startswith(("COURSE_WARM", "JUPYTER_PATH")))}
 open(os.environ["FACTS_FILE"], "w").write(json.dumps(facts))"""
 
 
 @pytest.mark.slow
-def test_a_warm_kernel_is_like_a_cold_one(tmp_path, monkeypatch):
+def test_a_warm_kernel_is_like_a_cold_one(tmp_path):
     """tools/warm_start.py forks pytest and kernels from a warm process: what a notebook can see
-    of its kernel (folder, sys.path, backend, threads, environment, signal handling) is the same."""
-    root = project(tmp_path, KILLED, cells=TOY[:2] + (FACTS,))
+    of its kernel (folder, sys.path, backend, threads, environment, signal handling, the network
+    guard that conftest.py installs through sitecustomize) is the same. Run as `make mutants` runs
+    it: a fresh process, outside this test session's environment, in a project with the
+    repository's conftest.py and network guard."""
+    root = project(tmp_path / "p", KILLED, cells=TOY[:2] + (FACTS,))
+    shutil.copy(REPO / "conftest.py", root / "conftest.py")
+    shutil.copytree(REPO / "tests" / "netguard", root / "tests" / "netguard")
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "COURSE_NETWORK_GUARD", "MPLBACKEND"}}
     facts = {}
     for mode in ("cold", "warm"):
-        monkeypatch.setenv("FACTS_FILE", str(tmp_path / f"{mode}.json"))
-        assert mutants.main(["--root", str(root), "--baseline", "-k", "::baseline"] + ["--cold"] * (mode == "cold")) == 0
+        env["FACTS_FILE"] = str(tmp_path / f"{mode}.json")
+        subprocess.run([sys.executable, str(REPO / "tools" / "mutants.py"), "--root", str(root), "--baseline",
+                        "-k", "::baseline", *["--cold"] * (mode == "cold")], env=env, check=True, cwd=REPO,
+                       capture_output=True)
         facts[mode] = json.loads((tmp_path / f"{mode}.json").read_text())
+    log = (root / "build" / "mutants" / "01_toy__baseline" / "pytest.log").read_text()
+    assert "warm-start: cold" not in log  # the warm run really was warm
     assert facts["warm"] == facts["cold"]
     assert facts["warm"]["shell"] == "ZMQInteractiveShell" and facts["warm"]["smoke"] == "1"
+    assert facts["warm"]["guard"] is True and facts["warm"]["backend"].lower() == "agg"
+
+
+def test_a_different_start_up_environment_is_served_cold(monkeypatch):
+    warm_start = mutants.warm_start
+    monkeypatch.setattr(warm_start, "SERVER_ENV", warm_start.startup_env({"COURSE_SMOKE": "1", "PYTHONPATH": "/a:/b:/a"}))
+    same = {"kind": "kernel", "argv": ["-f", "k.json"], "env": {"COURSE_SMOKE": "1", "PYTHONPATH": "/a:/b", "HOME": "/x"}}
+    assert warm_start._cold_command(same) is None  # PYTHONPATH compared as the list site makes of it
+    other = dict(same, env={"COURSE_SMOKE": "0", "PYTHONPATH": "/a:/b"})
+    assert warm_start._cold_command(other) == [sys.executable, "-m", "ipykernel_launcher", "-f", "k.json"]
 
 
 @pytest.mark.parametrize("catalogue, problem", [

@@ -201,12 +201,19 @@ def wait_with_cpu(proc: subprocess.Popen, timeout: float) -> tuple[int | None, f
     return None, 0.0
 
 
-def run_env(threads: int) -> dict[str, str]:
+def run_env(root: Path, threads: int) -> dict[str, str]:
     """The environment of every run: smoke mode and torch threads (cores // jobs unless the caller
     set OMP_NUM_THREADS; MKL (matmul) follows OMP: MKL at 2 threads while OMP is at 1 made a busy
     2-core machine ~6x slower)."""
     omp = os.environ.get("OMP_NUM_THREADS") or str(threads)
-    return dict(os.environ, COURSE_SMOKE="1", OMP_NUM_THREADS=omp, MKL_NUM_THREADS=os.environ.get("MKL_NUM_THREADS", omp))
+    env = dict(os.environ, COURSE_SMOKE="1", OMP_NUM_THREADS=omp, MKL_NUM_THREADS=os.environ.get("MKL_NUM_THREADS", omp))
+    # what the repository's conftest.py gives the kernels that pytest starts (network guard via
+    # sitecustomize, Agg backend), set here already so that the warm-start server imports under it
+    guard = [str(root / "tests" / "netguard"), str(root)] if (root / "conftest.py").exists() else []
+    if guard:
+        env.update(COURSE_NETWORK_GUARD="1", PYTHONPATH=os.pathsep.join(guard + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        env.setdefault("MPLBACKEND", "Agg")
+    return env
 
 
 class WarmServer:
@@ -278,7 +285,7 @@ def run_one(root: Path, out: Path, mutant: Mutant | None, stem: str, timeout: fl
     cmd = [str(copy), "--nbval-lax", *kernel, "-x", "-q", "-p", "no:xdist", "-p", "no:cov",
            "-p", "no:hypothesispytest", "-p", "no:cacheprovider", f"--junitxml={work / 'junit.xml'}"]
     tic = time.perf_counter()
-    code, cpu = run_pytest(cmd, root, run_env(threads), work / "pytest.log", timeout, warm, work.name)
+    code, cpu = run_pytest(cmd, root, run_env(root, threads), work / "pytest.log", timeout, warm, work.name)
     seconds = time.perf_counter() - tic
     cell, message = first_failure(work / "junit.xml", nb)
     if code is None:
@@ -352,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(jobs)} runs, {args.jobs} at a time, "
           f"{os.environ.get('OMP_NUM_THREADS', threads)} thread(s) each", flush=True)
     out, tic, outcomes = root / "build", time.perf_counter(), []
-    warm = None if args.cold or not jobs else WarmServer(root, out, run_env(threads))
+    warm = None if args.cold or not jobs else WarmServer(root, out, run_env(root, threads))
     pool = ThreadPoolExecutor(args.jobs)
     try:
         futures = [pool.submit(run_one, root, out, m, stem, args.timeout, threads, warm) for m, stem in jobs]

@@ -14,8 +14,10 @@ most mutants need to be caught. The server imports all of that once and forks:
   its environment and stdio, relays interrupts and exits with the kernel's exit code.
 
 A forked kernel is a real ipykernel with a fresh namespace; what differs from a cold one is
-only that modules are already in ``sys.modules`` (imported under the same environment:
-``COURSE_*``, thread counts and ``MPLBACKEND`` as ipykernel sets it). ``tests/test_mutants.py``
+only that modules are already in ``sys.modules``. They were imported under the same start-up
+environment (:func:`startup_env`: ``PYTHONPATH`` and so ``sitecustomize``, ``COURSE_*``, thread
+counts, the matplotlib backend); a request whose start-up environment differs is not served warm
+but ``exec``-s the cold command (and says so on its stderr, which lands in the mutant's log). ``tests/test_mutants.py``
 compares what a warm and a cold kernel report about themselves. Closing a request's connection
 (a timeout, Ctrl-C) kills its process and the kernels it started; the server exits with its parent.
 
@@ -184,7 +186,37 @@ def _become_child(request: dict, fds: list[int], closing: list[socket.socket]) -
         pass
 
 
+def startup_env(env: dict[str, str]) -> dict[str, object]:
+    """The part of an environment that acts when Python, torch or matplotlib start (and so is
+    frozen into the server's imports): ``PYTHON*`` (``PYTHONPATH`` as the de-duplicated list
+    ``site`` makes of it), ``COURSE_*``, thread counts and the matplotlib backend."""
+    keys = ("PYTHON", "COURSE_", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "TORCH_", "MPLBACKEND")
+    picked: dict[str, object] = {k: v for k, v in env.items()
+                                 if k.startswith(keys) and not k.startswith("COURSE_WARM") and k != "PYTHONPATH"}
+    picked["PYTHONPATH"] = list(dict.fromkeys(os.path.realpath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p))
+    picked["MPLBACKEND"] = env.get("MPLBACKEND") or "module://matplotlib_inline.backend_inline"  # ipykernel's default
+    return picked
+
+
+SERVER_ENV: dict[str, object] = {}  # startup_env of the server, taken before its imports
+
+
+def _cold_command(request: dict) -> list[str] | None:
+    """None if this request can be served warm; else the cold command to exec instead (and why)."""
+    wanted, have = startup_env(request["env"]), SERVER_ENV
+    if wanted == have:
+        return None
+    differ = sorted(k for k in set(wanted) | set(have) if wanted.get(k) != have.get(k))
+    print(f"warm-start: cold {request['kind']} because {', '.join(differ)} differ from the server's", file=sys.stderr)
+    if request["kind"] == "pytest":
+        return [sys.executable, "-c", "import pytest, sys; sys.exit(pytest.main())", *request["argv"]]
+    return [sys.executable, "-m", "ipykernel_launcher", *request["argv"]]
+
+
 def _run_child(request: dict) -> int:
+    cold = _cold_command(request)
+    if cold:  # this environment would have started Python differently: start it for real
+        os.execve(sys.executable, cold, request["env"])
     if request["kind"] == "pytest":
         import pytest
 
@@ -202,6 +234,7 @@ def _run_child(request: dict) -> int:
 
 
 def serve(path: str) -> int:
+    SERVER_ENV.update(startup_env(dict(os.environ)))
     _preload()
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
