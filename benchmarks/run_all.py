@@ -3,7 +3,11 @@
 Writes ``benchmarks/results/latest.json`` and ``benchmarks/results/latest.md`` and prints the
 table. Benchmarks are measurements, not tests: nothing here fails on a slow machine.
 
-    python benchmarks/run_all.py [--epochs 2] [--skip-suite]
+    python benchmarks/run_all.py [--epochs 2] [--skip-suite] [--chapters 24 | all | none]
+
+``--chapters`` runs chapters in full mode, one at a time, with ``tools/run_notebooks.py`` (the
+seconds and key results of each; ``all`` is the whole course, about an hour and a half on 2
+cores, never part of CI). The default is chapter 24, whose results include CIFAR-10 time to 0.85.
 """
 
 from __future__ import annotations
@@ -72,6 +76,26 @@ def bench_suite() -> dict:
             "peak_rss_mib_largest_process": peak}
 
 
+def bench_chapters(chapters: str) -> list[dict]:
+    """Chapters in full mode (``tools/run_notebooks.py``): seconds, status and key results of each."""
+    notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
+    if chapters != "all":
+        wanted = {c.strip().zfill(2) for c in chapters.split(",") if c.strip()}
+        notebooks = [nb for nb in notebooks if nb.name[:2] in wanted]
+    if not notebooks:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if k != "COURSE_SMOKE"}
+        subprocess.run([sys.executable, str(REPO / "tools" / "run_notebooks.py"), *map(str, notebooks),
+                        "--out", tmp], cwd=REPO, env=env, check=False)
+        report = json.loads((Path(tmp) / "report.json").read_text())
+    return [{k: r[k] for k in ("name", "status", "seconds", "failing_cell", "results")} for r in report]
+
+
+def _result_line(results: dict) -> str:
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items())
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
@@ -111,6 +135,13 @@ def markdown(results: dict) -> str:
                   "| notebook | seconds (sum of cell times) |", "| --- | ---: |"]
         lines += [f"| {name} | {sec:.1f} |" for name, sec in suite["per_notebook_seconds"].items()]
         lines.append("")
+    chapters = results.get("chapters")
+    if chapters:
+        lines += ["**4. Chapters in full mode** (`tools/run_notebooks.py`, one at a time; the key results "
+                  "each notebook reports)", "", "| notebook | status | seconds | results |", "| --- | --- | ---: | --- |"]
+        lines += [f"| {c['name']} | {c['status']}{' at ' + c['failing_cell'] if c['failing_cell'] else ''} | "
+                  f"{c['seconds']:.0f} | {_result_line(c['results'])} |" for c in chapters]
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -118,6 +149,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2, help="epochs for the LeNet comparison")
     parser.add_argument("--skip-suite", action="store_true")
+    parser.add_argument("--chapters", default="24",
+                        help="chapters to run in full mode: comma-separated numbers, 'all' or 'none'")
     args = parser.parse_args()
     py = sys.executable
     results: dict = {"machine": machine()}
@@ -133,6 +166,9 @@ def main() -> None:
     if not args.skip_suite:
         print("3/3 notebook suite (smoke) ...", flush=True)
         results["suite"] = bench_suite()
+    if args.chapters != "none":
+        print(f"4/4 chapters in full mode ({args.chapters}) ...", flush=True)
+        results["chapters"] = bench_chapters(args.chapters)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)
