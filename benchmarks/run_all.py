@@ -3,11 +3,11 @@
 Writes ``benchmarks/results/latest.json`` and ``benchmarks/results/latest.md`` and prints the
 table. Benchmarks are measurements, not tests: nothing here fails on a slow machine.
 
-    python benchmarks/run_all.py [--epochs 2] [--skip-suite] [--chapters 24 | all | none]
+    python benchmarks/run_all.py [--epochs 2] [--skip-suite] [--chapters 23,24 | all | none]
 
 ``--chapters`` runs chapters in full mode, one at a time, with ``tools/run_notebooks.py`` (the
 seconds and key results of each; ``all`` is the whole course, about an hour and a half on 2
-cores, never part of CI). The default is chapter 24, whose results include CIFAR-10 time to 0.85.
+cores, never part of CI). The default is none.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2, help="epochs for the LeNet comparison")
     parser.add_argument("--skip-suite", action="store_true")
-    parser.add_argument("--chapters", default="24",
+    parser.add_argument("--chapters", default="none",
                         help="chapters to run in full mode: comma-separated numbers, 'all' or 'none'")
     args = parser.parse_args()
     py = sys.executable
