@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from collections.abc import Iterator
 from typing import TypeVar
 
 import torch
@@ -40,6 +41,7 @@ __all__ = [
     "seed_everything",
     "precision_report",
     "autocast",
+    "full_fp32",
 ]
 
 T = TypeVar("T")
@@ -199,3 +201,25 @@ def autocast(device: torch.device | None = None) -> contextlib.AbstractContextMa
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def full_fp32() -> Iterator[None]:
+    """A context in which CUDA float32 matrix products and cuDNN convolutions and RNNs compute in
+    full float32 (IEEE), not TensorFloat-32; the previous settings come back afterwards.
+
+    PyTorch lets cuDNN use TF32 (a 10-bit mantissa) for float32 work by default on recent NVIDIA
+    GPUs: fine for training, too coarse for a twin check that compares a from-scratch layer with
+    its library twin at ``atol=1e-5``. Wrap such checks in this context. CPUs and MPS have no TF32;
+    there it changes nothing.
+
+    >>> with full_fp32():
+    ...     torch.backends.cudnn.allow_tf32
+    False
+    """
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -120,3 +120,17 @@ def test_automatic_precision_needs_native_bf16(monkeypatch, native, expected):
     monkeypatch.delenv("COURSE_PRECISION", raising=False)
     monkeypatch.setattr(settings, "_cpu_has_native_bf16", lambda: native)
     assert settings.precision_report(torch.device("cpu"))[0] == expected
+
+
+def test_full_fp32_turns_tf32_off_and_restores_even_after_an_error():
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32
+    try:
+        cudnn.allow_tf32, matmul.allow_tf32 = True, True
+        with pytest.raises(RuntimeError, match="inside"):
+            with settings.full_fp32():
+                assert (cudnn.allow_tf32, matmul.allow_tf32) == (False, False)
+                raise RuntimeError("inside")
+        assert (cudnn.allow_tf32, matmul.allow_tf32) == (True, True)
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
