@@ -2,7 +2,6 @@
 global batches."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +17,6 @@ from course_utils.loaders import tensor_loader
 REPO = Path(__file__).resolve().parent.parent
 
 EXAMPLE = REPO / "examples" / "ddp_train.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_strided_sampler_partitions_and_shuffles_per_epoch():
@@ -103,9 +96,11 @@ def test_torchrun_two_processes_match_single_process(tmp_path, order):
     flags = ["--shuffle"] if order == "shuffle" else []
     subprocess.run([sys.executable, str(EXAMPLE), "--out", str(single), *flags], check=True, env=env,
                    timeout=300, cwd=tmp_path)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-           "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}", str(EXAMPLE), "--out", str(multi),
-           *flags]
+    # --standalone: torchrun binds its rendezvous store to a port the OS picks at that moment. A port
+    # picked here and released first could be taken meanwhile by another test's server or kernel
+    # (seen once in CI: a worker aborted and JupyterLab's kernel died at the same second).
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(EXAMPLE), "--out", str(multi), *flags]
     result = subprocess.run(cmd, env=env, timeout=300, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     a = torch.load(single, weights_only=True)
