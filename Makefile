@@ -10,7 +10,7 @@ BENCH_ARGS ?= --chapters 24
 RUN_JOBS ?= 1
 D2L_VERSION := 1.0.3
 
-.PHONY: help setup lab test test-unit test-notebooks run outputs check-outputs doctor bench mutants site clean
+.PHONY: help setup lab test test-unit test-notebooks run outputs check-outputs doctor bench bench-full mutants site clean
 
 help:
 	@echo "make lab      set up .venv and open JupyterLab on notebooks/"
@@ -19,6 +19,7 @@ help:
 	@echo "make outputs  re-generate the outputs nbval checks and strip all others"
 	@echo "make doctor   print versions, the chosen device and the data status"
 	@echo "make bench    run the benchmarks (results in benchmarks/results/)"
+	@echo "make bench-full  every chapter in full mode, per-chapter seconds (over an hour; results/full_suite.md)"
 	@echo "make site     build the offline website build/site/ from make run's executed notebooks"
 	@echo "make mutants  plant each catalogued bug (mutants/*.toml) in a notebook copy; all must be caught"
 
@@ -68,6 +69,9 @@ doctor: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+bench-full: $(STAMP)
+	$(PY) benchmarks/run_all.py --skip-speed --skip-suite --chapters all --name full_suite
 
 # The website of the executed notebooks (tools/website/, docs/site.md): from build/ by default,
 # i.e. run `make run` (full lessons; `COURSE_SMOKE=1 make run` for a quick check) first.

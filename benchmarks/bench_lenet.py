@@ -3,7 +3,7 @@
 Run one side per process (so peak memory is per side):
 
     python benchmarks/bench_lenet.py d2l --epochs 2 --out result.json
-    python benchmarks/bench_lenet.py course --epochs 2 --out result.json [--channels-last]
+    python benchmarks/bench_lenet.py course --epochs 2 --out result.json [--layout auto|default|channels-last]
 
 Both train the same network (sigmoid, average pooling, Xavier init, SGD lr 0.9, batch 256) for
 the same number of epochs on the same files and report wall seconds per epoch, training
@@ -12,8 +12,9 @@ folder layout torchvision expects, so it reads the same data and downloads nothi
 
 The clock starts before the data is loaded (that is where d2l loses most time) but after
 ``torch._dynamo`` is imported: the first ``torch.optim`` optimizer imports it, a one-off 1–2 s
-that belongs to neither side. ``--channels-last`` turns on the loop's ``channels_last`` switch
-(same network and numbers within tolerance, a different memory layout for the convolutions).
+that belongs to neither side. The course side runs with ``train_classifier``'s automatic defaults
+(``--layout auto``: what ``settings.describe()`` prints); ``--layout default`` or ``channels-last``
+force a memory layout (same network, numbers equal within tolerance).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def run_d2l(epochs: int) -> dict[str, float]:
             "examples_per_sec": 60_000 * epochs / seconds, "test_acc": test_acc}
 
 
-def run_course(epochs: int, channels_last: bool = False) -> dict[str, float]:
+def run_course(epochs: int, layout: str = "auto") -> dict[str, float]:
     from course_utils.fashion_mnist import fashion_mnist_loaders
     from course_utils.training import train_classifier
 
@@ -95,7 +96,8 @@ def run_course(epochs: int, channels_last: bool = False) -> dict[str, float]:
             nn.init.xavier_uniform_(m.weight)
     h = train_classifier(net, train_iter, test_iter, nn.CrossEntropyLoss(),
                          torch.optim.SGD(net.parameters(), lr=0.9), epochs,
-                         progress=False, plot=False, channels_last=channels_last)
+                         progress=False, plot=False,
+                         channels_last={"auto": None, "default": False, "channels-last": True}[layout])
     seconds = time.perf_counter() - tic
     return {"seconds_total": seconds, "seconds_per_epoch": seconds / epochs,
             "examples_per_sec": 60_000 * epochs / seconds, "test_acc": h.test_acc[-1]}
@@ -106,14 +108,19 @@ def main() -> None:
     parser.add_argument("side", choices=["d2l", "course"])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--channels-last", action="store_true", help="course side: channels_last=True")
+    parser.add_argument("--layout", choices=["auto", "default", "channels-last"], default="auto",
+                        help="course side: the memory layout (auto: the settings' choice)")
     args = parser.parse_args()
-    result = run_d2l(args.epochs) if args.side == "d2l" else run_course(args.epochs, args.channels_last)
+    result = run_d2l(args.epochs) if args.side == "d2l" else run_course(args.epochs, args.layout)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     result["peak_rss_workers_mib"] = children
     result["epochs"] = args.epochs
-    result["channels_last"] = args.channels_last
+    if args.side == "course":
+        from course_utils.settings import describe
+
+        result["settings"] = describe(torch.device("cpu"))
+        result["layout"] = args.layout
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
 

@@ -3,11 +3,13 @@
 Writes ``benchmarks/results/latest.json`` and ``benchmarks/results/latest.md`` and prints the
 table. Benchmarks are measurements, not tests: nothing here fails on a slow machine.
 
-    python benchmarks/run_all.py [--epochs 2] [--skip-suite] [--chapters 23,24 | all | none]
+    python benchmarks/run_all.py [--epochs 2] [--repeats 3] [--seeds 3] [--skip-speed] [--skip-suite]
+                                 [--chapters 23,24 | all | none] [--name latest]
 
 ``--chapters`` runs chapters in full mode, one at a time, with ``tools/run_notebooks.py`` (the
-seconds and key results of each; ``all`` is the whole course, about an hour and a half on 2
-cores, never part of CI). The default is none.
+seconds and key results of each; ``all`` is the whole course, more than an hour on 2 cores, never
+part of CI). The default is none. ``make bench-full`` is ``--skip-speed --skip-suite --chapters all
+--name full_suite``: it writes ``benchmarks/results/full_suite.{json,md}`` and leaves ``latest``.
 """
 
 from __future__ import annotations
@@ -92,6 +94,11 @@ def bench_chapters(chapters: str) -> list[dict]:
     return [{k: r[k] for k in ("name", "status", "seconds", "failing_cell", "results")} for r in report]
 
 
+def _spread(values: list[float], fmt: str = ".0f") -> str:
+    lo, hi, mean = min(values), max(values), sum(values) / len(values)
+    return f"{mean:{fmt}} ({lo:{fmt}}–{hi:{fmt}})" if len(values) > 1 else f"{mean:{fmt}}"
+
+
 def _result_line(results: dict) -> str:
     return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items())
 
@@ -100,36 +107,58 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
              f"torch {m['torch']} (`make bench`).", ""]
-    d2l, ours, ours_cl = (results.get(k) for k in ("lenet_d2l", "lenet_course", "lenet_course_channels_last"))
+    d2l, ours = results.get("lenet_d2l"), results.get("lenet_course")
     if d2l and ours:
+        d2l_rate = [r["examples_per_sec"] for r in d2l]
+        ratios = [r["examples_per_sec"] / sum(d2l_rate) * len(d2l_rate) for r in ours]
         lines += [
-            f"**1. d2l LeNet on Fashion-MNIST, {ours['epochs']} epochs** (same network, lr 0.9, batch 256; "
-            "the clock includes loading the data)",
+            f"**1. d2l LeNet on Fashion-MNIST, {ours[0]['epochs']} epochs, {len(ours)} runs a side** (same "
+            "network, lr 0.9, batch 256; the clock includes loading the data; mean (min–max))",
             "",
-            "| | s / epoch | examples / s | speed-up vs d2l | test acc | peak RSS (MiB) |",
+            "| | s / epoch | examples / s | speed-up vs d2l's mean | test acc | peak RSS (MiB) |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
-            f"| d2l `load_data_fashion_mnist` + `train_ch6` | {d2l['seconds_per_epoch']:.1f} | "
-            f"{d2l['examples_per_sec']:.0f} | 1.00× | {d2l['test_acc']:.3f} | "
-            f"{d2l['peak_rss_mib']:.0f} (+ workers {d2l['peak_rss_workers_mib']:.0f}) |",
+            "| d2l `load_data_fashion_mnist` + `train_ch6` | "
+            f"{_spread([r['seconds_per_epoch'] for r in d2l], '.1f')} | "
+            f"{_spread(d2l_rate)} | 1.00× | {d2l[0]['test_acc']:.3f} | "
+            f"{d2l[0]['peak_rss_mib']:.0f} (+ workers {d2l[0]['peak_rss_workers_mib']:.0f}) |",
+            f"| `course_utils` loaders + `train_classifier`, defaults ({ours[0]['settings']}) | "
+            f"{_spread([r['seconds_per_epoch'] for r in ours], '.1f')} | "
+            f"{_spread([r['examples_per_sec'] for r in ours])} | **{_spread(ratios, '.2f')}×** | "
+            f"{ours[0]['test_acc']:.3f} | {ours[0]['peak_rss_mib']:.0f} |",
+            "", "Goal: ≥ 3× d2l with the defaults.", "",
         ]
-        for label, r in [("`course_utils` loaders + `train_classifier`", ours),
-                         ("the same with `channels_last=True`", ours_cl)]:
-            if r:
-                ratio = r["examples_per_sec"] / d2l["examples_per_sec"]
-                lines.append(f"| {label} | {r['seconds_per_epoch']:.1f} | {r['examples_per_sec']:.0f} | "
-                             f"**{ratio:.2f}×** | {r['test_acc']:.3f} | {r['peak_rss_mib']:.0f} |")
-        lines += ["", "Goal: ≥ 3× d2l.", ""]
+    prec = results.get("precision")
+    if prec:
+        mm = prec["matmul_gflops"]
+        lines += [f"**2. Precision and layout** (random batches of 256, training steps; a 2048² matrix product "
+                  f"runs at {mm['fp32']:.0f} GFLOP/s in float32 and {mm['bf16']:.0f} in bfloat16 here). "
+                  f"Automatic choice: {', '.join(prec['auto']['why'])}.", "",
+                  "| net | fp32 | fp32 + channels_last | bf16 | bf16 + channels_last | auto vs fp32 | "
+                  "training GFLOP / example | auto, fraction of the fp32 matmul rate |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, r in prec["nets"].items():
+            e = r["examples_per_sec"]
+            lines.append(f"| {name} | {e['fp32']:.0f} | {e['fp32+cl']:.0f} | {e['bf16']:.0f} | {e['bf16+cl']:.0f} | "
+                         f"{r['auto_speedup_vs_fp32']:.2f}× | {r['training_gflop_per_example']:.4f} | "
+                         f"{r['fraction_of_fp32_matmul_rate']:.0%} |")
+        lines.append("")
     tta = results.get("time_to_accuracy")
     if tta:
-        got = (f"reached {tta['target']:.2f} after epoch {tta['epoch']} in **{tta['seconds_to_target']:.0f} s**"
-               if tta["reached"] else f"did **not** reach {tta['target']:.2f} in {tta['epochs']} epochs")
-        accs = ", ".join(f"{a:.3f}" for a in tta["test_acc"])
-        lines += [f"**2. Time to accuracy** (recommended small CNN with batch norm, AdamW + one-cycle): "
-                  f"{got} (goal ≤ 120 s); test accuracy per epoch: {accs}; peak RSS "
-                  f"{tta['peak_rss_mib']:.0f} MiB.", ""]
+        lines += ["**3. Fashion-MNIST time to accuracy** (`benchmarks/fashion_recipe.py`; the clock covers "
+                  "loading, training and one evaluation; mean (min–max) over seeds)", "",
+                  "| budget | recipe | test acc | seconds | goal | runs meeting it |",
+                  "| --- | --- | ---: | ---: | --- | ---: |"]
+        for name, r in tta.items():
+            if not isinstance(r, dict):
+                continue
+            recipe = ", ".join(f"{k} {v}" for k, v in r["recipe"].items())
+            lines.append(f"| {name} | {recipe} | {_spread([x['test_acc'] for x in r['runs']], '.4f')} | "
+                         f"{_spread([x['seconds'] for x in r['runs']], '.1f')} | ≥ {r['goal_accuracy']:.2f} in "
+                         f"≤ {r['goal_seconds']:.0f} s | {r['runs_meeting_goal']}/{len(r['runs'])} |")
+        lines.append("")
     suite = results.get("suite")
     if suite:
-        lines += [f"**3. Notebook suite, smoke mode, `pytest -n auto`**: {suite['wall_seconds']:.0f} s wall "
+        lines += [f"**4. Notebook suite, smoke mode, `pytest -n auto`**: {suite['wall_seconds']:.0f} s wall "
                   f"(goal ≤ 600 s), {'all passed' if suite['passed'] else 'SOME FAILED'}; largest "
                   f"process peak RSS {suite['peak_rss_mib_largest_process']:.0f} MiB.", "",
                   "| notebook | seconds (sum of cell times) |", "| --- | ---: |"]
@@ -137,8 +166,9 @@ def markdown(results: dict) -> str:
         lines.append("")
     chapters = results.get("chapters")
     if chapters:
-        lines += ["**4. Chapters in full mode** (`tools/run_notebooks.py`, one at a time; the key results "
-                  "each notebook reports)", "", "| notebook | status | seconds | results |", "| --- | --- | ---: | --- |"]
+        lines += ["**5. Chapters in full mode** (`tools/run_notebooks.py`, one at a time; the key results "
+                  "each notebook reports)", "", "| notebook | status | seconds | results |",
+                  "| --- | --- | ---: | --- |"]
         lines += [f"| {c['name']} | {c['status']}{' at ' + c['failing_cell'] if c['failing_cell'] else ''} | "
                   f"{c['seconds']:.0f} | {_result_line(c['results'])} |" for c in chapters]
         lines.append("")
@@ -148,31 +178,38 @@ def markdown(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2, help="epochs for the LeNet comparison")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each LeNet side")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per time-to-accuracy budget")
+    parser.add_argument("--skip-speed", action="store_true", help="skip benchmarks 1-3")
     parser.add_argument("--skip-suite", action="store_true")
     parser.add_argument("--chapters", default="none",
                         help="chapters to run in full mode: comma-separated numbers, 'all' or 'none'")
+    parser.add_argument("--name", default="latest", help="results file name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
     py = sys.executable
     results: dict = {"machine": machine()}
-    print("1/3 LeNet: d2l ...", flush=True)
-    results["lenet_d2l"] = run_json([py, str(HERE / "bench_lenet.py"), "d2l", "--epochs", str(args.epochs)])
-    print("1/3 LeNet: course_utils ...", flush=True)
-    results["lenet_course"] = run_json([py, str(HERE / "bench_lenet.py"), "course", "--epochs", str(args.epochs)])
-    print("1/3 LeNet: course_utils, channels_last ...", flush=True)
-    results["lenet_course_channels_last"] = run_json(
-        [py, str(HERE / "bench_lenet.py"), "course", "--epochs", str(args.epochs), "--channels-last"])
-    print("2/3 time to accuracy ...", flush=True)
-    results["time_to_accuracy"] = run_json([py, str(HERE / "bench_time_to_accuracy.py")])
+    if not args.skip_speed:
+        lenet = [py, str(HERE / "bench_lenet.py")]
+        results["lenet_d2l"], results["lenet_course"] = [], []
+        for i in range(args.repeats):  # alternate the sides, so a slow spell hits both
+            print(f"1/5 LeNet run {i + 1}/{args.repeats}: d2l, then course_utils ...", flush=True)
+            results["lenet_d2l"].append(run_json(lenet + ["d2l", "--epochs", str(args.epochs)]))
+            results["lenet_course"].append(run_json(lenet + ["course", "--epochs", str(args.epochs)]))
+        print("2/5 precision and layout ...", flush=True)
+        results["precision"] = run_json([py, str(HERE / "bench_precision.py")])
+        print("3/5 time to accuracy ...", flush=True)
+        results["time_to_accuracy"] = run_json([py, str(HERE / "bench_time_to_accuracy.py"),
+                                                "--seeds", str(args.seeds)])
     if not args.skip_suite:
-        print("3/3 notebook suite (smoke) ...", flush=True)
+        print("4/5 notebook suite (smoke) ...", flush=True)
         results["suite"] = bench_suite()
     if args.chapters != "none":
-        print(f"4/4 chapters in full mode ({args.chapters}) ...", flush=True)
+        print(f"5/5 chapters in full mode ({args.chapters}) ...", flush=True)
         results["chapters"] = bench_chapters(args.chapters)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)
-    (RESULTS / "latest.md").write_text(table)
+    (RESULTS / f"{args.name}.md").write_text(table)
     print(table)
 
 

@@ -12,7 +12,7 @@ def doctor() -> int:
     import torch
 
     from .datafiles import data_root, dataset_status, offline_mode
-    from .settings import device_report, smoke_mode
+    from .settings import channels_last_report, device_report, precision_report, smoke_mode
 
     try:
         import torchvision
@@ -29,6 +29,14 @@ def doctor() -> int:
     except ValueError as err:
         print(f"device       ERROR: {err}")
         return 1
+    try:
+        dtype, why_dtype = precision_report(device)
+        layout, why_layout = channels_last_report(device)
+    except ValueError as err:
+        print(f"precision    ERROR: {err}")
+        return 1
+    print(f"precision    {str(dtype).removeprefix('torch.')}  ({why_dtype}; COURSE_PRECISION)")
+    print(f"layout       channels_last {'on' if layout else 'off'}  ({why_layout}; COURSE_CHANNELS_LAST)")
     print(f"smoke mode   {smoke_mode()}  (COURSE_SMOKE)")
     try:
         print(f"offline      {offline_mode()}  (COURSE_OFFLINE)")

@@ -15,7 +15,7 @@ float16 mixed precision is the same loop, not a second one.
 ``language_model.py`` and ``seq2seq.py`` add their own steps the same way.
 
 Introduced in ``notebooks/04_softmax_regression.ipynb``.
-Copy with: ``checkpoints.py``, ``plotting.py``.
+Copy with: ``checkpoints.py``, ``plotting.py``, ``settings.py``.
 
 >>> import torch
 >>> from torch import nn
@@ -33,6 +33,7 @@ Copy with: ``checkpoints.py``, ``plotting.py``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -45,9 +46,11 @@ from torch import nn
 if __package__:  # part of course_utils (or of your own package)
     from .checkpoints import CheckpointError, resume_if_requested, save_checkpoint, training_state
     from .plotting import TrainingMonitor
+    from .settings import autocast, channels_last_report
 else:  # copied flat next to its siblings (see the README, "Copying a module")
     from checkpoints import CheckpointError, resume_if_requested, save_checkpoint, training_state
     from plotting import TrainingMonitor
+    from settings import autocast, channels_last_report
 
 __all__ = [
     "fit",
@@ -453,7 +456,8 @@ def train_classifier(
     *,
     scheduler: Any = None,
     scheduler_interval: str = "epoch",
-    channels_last: bool = False,
+    channels_last: bool | None = None,
+    mixed_precision: bool = True,
     callbacks: Sequence[Any] = (),
     checkpoint_path: str | os.PathLike[str] | None = None,
     resume: bool = False,
@@ -466,18 +470,27 @@ def train_classifier(
     Per epoch the history holds ``train_loss``, ``train_acc`` (of the epoch's training steps,
     in training mode while the weights change), ``test_acc`` (when ``test_iter`` is given),
     ``examples_per_sec`` and ``seconds``. ``loss_fn(y_hat, y)`` may return the batch mean or one
-    loss per example (they are averaged). ``channels_last`` adds :class:`ChannelsLast`; the
-    other arguments go to :func:`fit`.
+    loss per example (they are averaged). The defaults are the fast ones for the device, as
+    ``settings.describe()`` prints them: ``channels_last=None`` adds :class:`ChannelsLast` when
+    ``settings.channels_last_report`` says so (``True``/``False`` force it), and
+    ``mixed_precision=True`` runs the forward pass and loss under ``settings.autocast`` (bfloat16
+    where ``settings.precision_report`` chooses it; ``False`` keeps float32). The other arguments
+    go to :func:`fit`.
     """
     device = torch.device(device) if device is not None else _device_of(net)
     net.to(device)
     running = _RunningAccuracy()
+    if channels_last is None:
+        channels_last = channels_last_report(device)[0]
+    precision = autocast(device) if mixed_precision else contextlib.nullcontext()
 
     def step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
         X, y = (t.to(device, non_blocking=True) for t in batch)
-        y_hat = model(X)
+        with precision:
+            y_hat = model(X)
+            loss = loss_fn(y_hat, y).mean()
         running.add(y_hat.detach(), y)
-        return loss_fn(y_hat, y).mean(), len(y)
+        return loss.float(), len(y)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         metrics = {"train_acc": running.pop()}

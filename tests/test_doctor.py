@@ -10,7 +10,7 @@ def test_doctor_reports_versions_device_and_data(capsys, monkeypatch):
     monkeypatch.delenv("COURSE_DATA", raising=False)
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    for expected in ["Python", "torch", "torchvision", "device", "data root"]:
+    for expected in ["Python", "torch", "torchvision", "device", "precision", "channels_last", "data root"]:
         assert expected in out
     for dataset in ["fashion-mnist", "movielens-small", "bike-sharing"]:  # every registered dataset
         assert re.search(rf"^  {dataset} +verified$", out, re.MULTILINE), dataset
@@ -24,6 +24,10 @@ def test_doctor_fails_on_bad_device_and_missing_data(capsys, monkeypatch, tmp_pa
     monkeypatch.setenv("COURSE_DATA", str(tmp_path))
     assert main(["doctor"]) == 1
     assert "missing" in capsys.readouterr().out
+    monkeypatch.delenv("COURSE_DATA")
+    monkeypatch.setenv("COURSE_PRECISION", "fp16")
+    assert main(["doctor"]) == 1
+    assert "ERROR: COURSE_PRECISION='fp16' is not understood" in capsys.readouterr().out
 
 
 def test_doctor_runs_as_module():

@@ -115,11 +115,44 @@ def test_precision_follows_course_precision(monkeypatch):
         settings.precision_report(cpu)
 
 
-@pytest.mark.parametrize("native, expected", [(True, torch.bfloat16), (False, torch.float32)])
-def test_automatic_precision_needs_native_bf16(monkeypatch, native, expected):
+@pytest.mark.parametrize("amx, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_automatic_cpu_precision_is_bf16_only_with_amx(monkeypatch, amx, expected):
     monkeypatch.delenv("COURSE_PRECISION", raising=False)
-    monkeypatch.setattr(settings, "_cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(settings, "_cpu_has_amx", lambda: amx)
     assert settings.precision_report(torch.device("cpu"))[0] == expected
+    monkeypatch.setenv("COURSE_PRECISION", "fp32")  # the one switch back to the reference
+    assert settings.precision_report(torch.device("cpu"))[0] == torch.float32
+
+
+def test_automatic_precision_on_cuda_follows_bf16_support(monkeypatch):
+    monkeypatch.delenv("COURSE_PRECISION", raising=False)
+    for supported, expected in [(True, torch.bfloat16), (False, torch.float32)]:
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
+        assert settings.precision_report(torch.device("cuda"))[0] == expected
+    assert settings.precision_report(torch.device("mps"))[0] == torch.float32
+
+
+@pytest.mark.parametrize("value, device, expected", [
+    ("", "cpu", True), ("auto", "cuda", True), ("", "mps", False),
+    ("0", "cpu", False), ("off", "cuda", False), ("1", "mps", True), ("yes", "cpu", True),
+])
+def test_channels_last_follows_device_and_setting(monkeypatch, value, device, expected):
+    monkeypatch.setenv("COURSE_CHANNELS_LAST", value)
+    assert settings.channels_last_report(torch.device(device))[0] is expected
+
+
+def test_channels_last_setting_rejects_a_typo(monkeypatch):
+    monkeypatch.setenv("COURSE_CHANNELS_LAST", "ture")
+    with pytest.raises(ValueError, match="COURSE_CHANNELS_LAST='ture'"):
+        settings.channels_last_report(torch.device("cpu"))
+
+
+def test_describe_names_each_choice(monkeypatch):
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    monkeypatch.setenv("COURSE_PRECISION", "bf16")
+    monkeypatch.setenv("COURSE_CHANNELS_LAST", "0")
+    assert settings.describe(torch.device("cpu")) == (
+        "smoke mode: True | device: cpu | training precision: bfloat16 | channels_last: off")
 
 
 def test_full_fp32_turns_tf32_off_and_restores_even_after_an_error():

@@ -420,3 +420,31 @@ def test_train_classifier_passes_callbacks_and_channels_last():
                         torch.optim.SGD(net.parameters(), lr=0.1), 2, channels_last=True,
                         callbacks=[Note()], progress=False, plot=False)
     assert calls == [1, 2] and net[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("setting, expected", [("", True), ("0", False), ("1", True)])
+def test_train_classifier_layout_follows_the_settings_by_default(monkeypatch, setting, expected):
+    monkeypatch.setenv("COURSE_CHANNELS_LAST", setting)
+    X = torch.randn(16, 2, 4, 4)  # two input channels: with one, both layouts are the same
+    y = (X.mean(dim=(1, 2, 3)) > 0).long()
+    net = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Flatten(), nn.Linear(32, 2))
+    tr.train_classifier(net, tensor_loader(X, y, batch_size=8), None, nn.CrossEntropyLoss(),
+                        torch.optim.SGD(net.parameters(), lr=0.1), 1, device="cpu", progress=False, plot=False)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last) is expected
+
+
+@pytest.mark.parametrize("precision, mixed, expected", [
+    ("bf16", True, torch.bfloat16), ("bf16", False, torch.float32), ("fp32", True, torch.float32),
+])
+def test_train_classifier_forward_runs_in_the_chosen_precision(monkeypatch, precision, mixed, expected):
+    monkeypatch.setenv("COURSE_PRECISION", precision)
+    X = torch.randn(16, 6)
+    y = (X.sum(dim=1) > 0).long()
+    net = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2))
+    seen = []
+    net[2].register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    h = tr.train_classifier(net, tensor_loader(X, y, batch_size=8), None, nn.CrossEntropyLoss(),
+                            torch.optim.SGD(net.parameters(), lr=0.1), 1, device="cpu",
+                            mixed_precision=mixed, progress=False, plot=False)
+    assert seen == [expected, expected]
+    assert net[0].weight.dtype == torch.float32 and math.isfinite(h.train_loss[-1])  # master weights stay fp32

@@ -1,0 +1,113 @@
+"""Benchmark: what bfloat16 autocast and the channels-last layout do on this machine.
+
+    python benchmarks/bench_precision.py --out result.json
+
+Measures, with random data (speed only, no accuracy):
+
+1. the rate of a 2048 × 2048 matrix product in float32 and in bfloat16: the most this machine's
+   math library gets out of its cores, the yardstick for "fraction of peak";
+2. training throughput (forward, backward, AdamW step; batch 256) of d2l's LeNet and of the
+   recommended Fashion-MNIST CNN (``fashion_recipe.fast_cnn``) in the four combinations of
+   float32 / bfloat16 autocast and default / channels-last layout;
+3. what ``course_utils.settings`` chooses automatically here, and its speed against plain float32;
+4. the recommended CNN's training FLOPs per example (counted by ``torch.utils.flop_counter``) times
+   its examples per second, as a fraction of the float32 matrix-product rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from bench_lenet import lenet  # noqa: E402
+from fashion_recipe import fast_cnn  # noqa: E402
+
+from course_utils.settings import channels_last_report, precision_report  # noqa: E402
+
+BATCH = 256
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - tic) / 1e9
+
+
+def train_throughput(make: Callable[[], nn.Module], bf16: bool, channels_last: bool, seconds: float = 4.0) -> float:
+    """Training examples per second of ``make()`` on random Fashion-MNIST-shaped batches."""
+    torch.manual_seed(0)
+    net = make()
+    X, y = torch.randn(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
+    if channels_last:
+        net, X = net.to(memory_format=torch.channels_last), X.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = nn.functional.cross_entropy(net(X), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    n, tic = 0, time.perf_counter()
+    while time.perf_counter() - tic < seconds:
+        step()
+        n += 1
+    return n * BATCH / (time.perf_counter() - tic)
+
+
+def training_flops_per_example(make: Callable[[], nn.Module]) -> float:
+    net = make()
+    X, y = torch.randn(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
+    with FlopCounterMode(display=False) as counter:
+        nn.functional.cross_entropy(net(X), y).backward()
+    return counter.get_total_flops() / BATCH
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    torch.optim.AdamW(nn.Linear(1, 1).parameters())  # torch's lazy imports, off the clock
+    cpu = torch.device("cpu")
+    auto_bf16 = precision_report(cpu)[0] == torch.bfloat16
+    auto_cl = channels_last_report(cpu)[0]
+    result: dict = {
+        "matmul_gflops": {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)},
+        "auto": {"bf16": auto_bf16, "channels_last": auto_cl,
+                 "why": [precision_report(cpu)[1], channels_last_report(cpu)[1]]},
+        "nets": {},
+    }
+    for name, make in [("lenet", lenet), ("fast_cnn", fast_cnn)]:
+        rates = {f"{'bf16' if bf16 else 'fp32'}{'+cl' if cl else ''}": train_throughput(make, bf16, cl)
+                 for bf16 in (False, True) for cl in (False, True)}
+        auto_key = f"{'bf16' if auto_bf16 else 'fp32'}{'+cl' if auto_cl else ''}"
+        flops = training_flops_per_example(make)
+        result["nets"][name] = {
+            "examples_per_sec": rates, "auto": auto_key, "auto_speedup_vs_fp32": rates[auto_key] / rates["fp32"],
+            "training_gflop_per_example": flops / 1e9,
+            "fraction_of_fp32_matmul_rate": flops * rates[auto_key] / (result["matmul_gflops"]["fp32"] * 1e9),
+        }
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The benchmark scripts' pieces that can break without a benchmark run: the fast recipe and the
+results table (``make bench`` itself is a measurement, never a test)."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import fashion_recipe  # noqa: E402
+import run_all  # noqa: E402
+
+
+def test_fast_cnn_shapes_and_pooling_positions():
+    assert fashion_recipe.fast_cnn()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    deeper = fashion_recipe.fast_cnn((24, 32, 48, 48), pool_at=(0, 2))
+    assert deeper(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in deeper) == 2
+
+
+def test_train_fast_runs_a_fraction_of_an_epoch_and_learns():
+    run = fashion_recipe.train_fast(0.1, seed=1, flips=True)  # 6,000 examples
+    assert 0.5 < run["test_acc"] <= 1.0 and run["seconds"] > 0
+
+
+def _lenet(rate, settings=None):
+    r = {"seconds_per_epoch": 60_000 / rate, "examples_per_sec": rate, "test_acc": 0.5, "peak_rss_mib": 900,
+         "peak_rss_workers_mib": 500, "epochs": 2}
+    return {**r, "settings": settings} if settings else r
+
+
+def test_results_table_shows_means_spreads_and_goals():
+    results = {
+        "machine": {"cpu": "X", "cores": "2", "python": "3.11", "torch": "2", "date": "today"},
+        "lenet_d2l": [_lenet(3000), _lenet(5000)],
+        "lenet_course": [_lenet(12000, "smoke mode: False | device: cpu"), _lenet(14000, "s")],
+        "precision": {"matmul_gflops": {"fp32": 240, "bf16": 130},
+                      "auto": {"why": ["no AMX", "cpu convolutions"]},
+                      "nets": {"lenet": {"examples_per_sec": {"fp32": 1, "fp32+cl": 2, "bf16": 3, "bf16+cl": 4},
+                                         "auto_speedup_vs_fp32": 2.0, "training_gflop_per_example": 0.001,
+                                         "fraction_of_fp32_matmul_rate": 0.25}}},
+        "time_to_accuracy": {"quick": {"recipe": {"epochs": 1}, "goal_accuracy": 0.9, "goal_seconds": 20,
+                                       "runs": [{"test_acc": 0.9, "seconds": 15}, {"test_acc": 0.89, "seconds": 17}],
+                                       "runs_meeting_goal": 1},
+                             "peak_rss_mib": 800},
+    }
+    table = run_all.markdown(results)
+    assert "**3.25 (3.00–3.50)×**" in table  # 12,000 and 14,000 against d2l's mean of 4,000
+    assert "| lenet | 1 | 2 | 3 | 4 | 2.00× | 0.0010 | 25% |" in table
+    assert "| quick | epochs 1 | 0.8950 (0.8900–0.9000) | 16.0 (15.0–17.0) | ≥ 0.90 in ≤ 20 s | 1/2 |" in table
