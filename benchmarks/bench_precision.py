@@ -10,14 +10,17 @@ Measures, with random data (speed only, no accuracy):
    recommended Fashion-MNIST CNN (``fashion_recipe.fast_cnn``) in the four combinations of
    float32 / bfloat16 autocast and default / channels-last layout;
 3. what ``course_utils.settings`` chooses automatically here, and its speed against plain float32;
-4. the recommended CNN's training FLOPs per example (counted by ``torch.utils.flop_counter``) times
-   its examples per second, as a fraction of the float32 matrix-product rate.
+4. each net's training FLOPs per example (counted by ``torch.utils.flop_counter``) times its
+   examples per second with the automatic choice, as a fraction of the float32 matrix-product rate
+   and of the nominal float32 peak: cores × clock (``cpu MHz`` in /proc/cpuinfo) × 64 FLOP per
+   cycle with AVX-512 (two 512-bit FMA units, an assumption: some CPUs have one) or 32 with AVX2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,6 +49,22 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float
     for _ in range(repeats):
         a @ b
     return 2 * n**3 * repeats / (time.perf_counter() - tic) / 1e9
+
+
+def nominal_fp32_peak_gflops() -> tuple[float, str] | None:
+    """cores × MHz × FLOP per cycle, from /proc/cpuinfo (None where it cannot be read)."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return None
+    mhz = [float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
+    flags = next((line for line in info.splitlines() if line.startswith("flags")), "").split()
+    per_cycle, isa = (64, "AVX-512") if "avx512f" in flags else (32, "AVX2") if "avx2" in flags else (0, "")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not mhz or not per_cycle:
+        return None
+    how = f"{cores} cores × {mhz[0] / 1000:.2f} GHz × {per_cycle} FLOP/cycle ({isa})"
+    return cores * mhz[0] / 1000 * per_cycle, how
 
 
 def train_throughput(make: Callable[[], nn.Module], bf16: bool, channels_last: bool, seconds: float = 4.0) -> float:
@@ -89,8 +108,10 @@ def main() -> None:
     cpu = torch.device("cpu")
     auto_bf16 = precision_report(cpu)[0] == torch.bfloat16
     auto_cl = channels_last_report(cpu)[0]
+    peak = nominal_fp32_peak_gflops()
     result: dict = {
         "matmul_gflops": {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)},
+        "nominal_fp32_peak_gflops": peak[0] if peak else None, "nominal_peak_how": peak[1] if peak else None,
         "auto": {"bf16": auto_bf16, "channels_last": auto_cl,
                  "why": [precision_report(cpu)[1], channels_last_report(cpu)[1]]},
         "nets": {},
@@ -104,6 +125,7 @@ def main() -> None:
             "examples_per_sec": rates, "auto": auto_key, "auto_speedup_vs_fp32": rates[auto_key] / rates["fp32"],
             "training_gflop_per_example": flops / 1e9,
             "fraction_of_fp32_matmul_rate": flops * rates[auto_key] / (result["matmul_gflops"]["fp32"] * 1e9),
+            "fraction_of_nominal_fp32_peak": flops * rates[auto_key] / (peak[0] * 1e9) if peak else None,
         }
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps(result))

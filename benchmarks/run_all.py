@@ -106,7 +106,7 @@ def _result_line(results: dict) -> str:
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
-             f"torch {m['torch']} (`make bench`).", ""]
+             f"torch {m['torch']} (`make bench`).", "", *[f"Note: {n}\n" for n in results.get("notes", []) if n]]
     d2l, ours = results.get("lenet_d2l"), results.get("lenet_course")
     if d2l and ours:
         d2l_rate = [r["examples_per_sec"] for r in d2l]
@@ -130,17 +130,20 @@ def markdown(results: dict) -> str:
     prec = results.get("precision")
     if prec:
         mm = prec["matmul_gflops"]
-        lines += [f"**2. Precision and layout** (random batches of 256, training steps; a 2048² matrix product "
-                  f"runs at {mm['fp32']:.0f} GFLOP/s in float32 and {mm['bf16']:.0f} in bfloat16 here). "
-                  f"Automatic choice: {', '.join(prec['auto']['why'])}.", "",
+        peak = prec.get("nominal_fp32_peak_gflops")
+        peak_text = (f"; nominal float32 peak {peak:.0f} GFLOP/s = {prec['nominal_peak_how']}" if peak else "")
+        lines += [f"**2. Precision and layout** (training examples per second, random batches of 256; a 2048² "
+                  f"matrix product runs at {mm['fp32']:.0f} GFLOP/s in float32 and {mm['bf16']:.0f} in "
+                  f"bfloat16 here{peak_text}). Automatic choice: {', '.join(prec['auto']['why'])}.", "",
                   "| net | fp32 | fp32 + channels_last | bf16 | bf16 + channels_last | auto vs fp32 | "
-                  "training GFLOP / example | auto, fraction of the fp32 matmul rate |",
+                  "training GFLOP / example | auto: fraction of the fp32 matmul rate / of the nominal peak |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for name, r in prec["nets"].items():
             e = r["examples_per_sec"]
             lines.append(f"| {name} | {e['fp32']:.0f} | {e['fp32+cl']:.0f} | {e['bf16']:.0f} | {e['bf16+cl']:.0f} | "
                          f"{r['auto_speedup_vs_fp32']:.2f}× | {r['training_gflop_per_example']:.4f} | "
-                         f"{r['fraction_of_fp32_matmul_rate']:.0%} |")
+                         f"{r['fraction_of_fp32_matmul_rate']:.0%} / "
+                         f"{(r.get('fraction_of_nominal_fp32_peak') or float('nan')):.0%} |")
         lines.append("")
     tta = results.get("time_to_accuracy")
     if tta:

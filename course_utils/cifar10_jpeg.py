@@ -46,12 +46,15 @@ else:  # copied flat next to its siblings (see the README, "Copying a module")
     from image_batches import ImageBatchTransform
     from loaders import tensor_loader
 
-__all__ = ["CIFAR10_JPEG_CLASSES", "ARCHIVE", "TRAIN_ORDER", "TEST_ORDER", "CacheWarning",
+__all__ = ["CIFAR10_JPEG_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "ARCHIVE", "TRAIN_ORDER", "TEST_ORDER",
+           "CacheWarning",
            "parse_member_name", "decode_archive", "default_cache_path", "build_cache", "decoded_tensors",
            "load_cifar10_jpeg", "cifar10_jpeg_loaders"]
 
 CIFAR10_JPEG_CLASSES: tuple[str, ...] = ("airplane", "automobile", "bird", "cat", "deer", "dog",
                                          "frog", "horse", "ship", "truck")
+CIFAR10_MEAN: tuple[float, ...] = (0.4914, 0.4822, 0.4465)  # per channel, of the training images in [0, 1]
+CIFAR10_STD: tuple[float, ...] = (0.2470, 0.2435, 0.2616)
 ARCHIVE = "cifar-10-jpeg/cifar-10-images-jpeg.tar.gz"
 TRAIN_ORDER = "cifar-10-jpeg/train_original_order.csv"
 TEST_ORDER = "cifar-10-jpeg/test_first1000_order.csv"
@@ -259,8 +262,8 @@ def cifar10_jpeg_loaders(
     crop_padding: int = 4,
     n_train: int | None = None,
     n_test: int | None = None,
-    mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465),
-    std: tuple[float, ...] = (0.2470, 0.2435, 0.2616),
+    mean: tuple[float, ...] = CIFAR10_MEAN,
+    std: tuple[float, ...] = CIFAR10_STD,
     root: str | os.PathLike[str] | None = None,
     cache_path: str | os.PathLike[str] | None = None,
     generator: torch.Generator | None = None,
@@ -272,8 +275,7 @@ def cifar10_jpeg_loaders(
     X_train, y_train = load_cifar10_jpeg(True, root=root, cache_path=cache_path, limit=n_train)
     X_test, y_test = load_cifar10_jpeg(False, root=root, cache_path=cache_path, limit=n_test)
     train_t = ImageBatchTransform(None, mean, std, crop_padding=crop_padding if augment else 0,
-                                  hflip=augment,
-                                  generator=generator)
+                                  hflip=augment, generator=generator)
     test_t = ImageBatchTransform(None, mean, std)
     train = tensor_loader(X_train, y_train, batch_size=batch_size, shuffle=True, transform=train_t,
                           generator=generator)

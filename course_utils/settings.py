@@ -170,9 +170,10 @@ def precision_report(device: torch.device | None = None) -> tuple[torch.dtype, s
 
     ``COURSE_PRECISION`` decides: ``fp32``, ``bf16``, or ``auto`` (unset). ``auto`` means bfloat16
     on a CUDA GPU that supports it and on a CPU with AMX tiles, float32 elsewhere. A CPU with
-    AVX-512 BF16 but no AMX stays in float32: on the course's 2-core Xeon a 2048² matrix product
-    ran at 131 GFLOP/s in bfloat16 against 241 in float32, and LeNet trained 0.58× as fast
-    (``make bench`` measures yours; ``COURSE_PRECISION=bf16`` tries it). Anything else raises
+    AVX-512 BF16 but no AMX stays in float32: on the course's 2-core Xeon (`make bench`) a 2048²
+    matrix product ran 0.66× as fast in bfloat16, LeNet trained 0.83× as fast (both channels-last),
+    the recommended Fashion-MNIST CNN 1.03×, chapter 24's fast net 0.82×: no reliable gain, and
+    float32 is the reference (``COURSE_PRECISION=bf16`` tries it on yours). Anything else raises
     ``ValueError``.
 
     >>> import os
@@ -194,7 +195,7 @@ def precision_report(device: torch.device | None = None) -> tuple[torch.dtype, s
     if device.type == "cpu":
         if _cpu_has_amx():
             return torch.bfloat16, "this CPU has AMX tiles for bfloat16"
-        return torch.float32, "no AMX on this CPU: bfloat16 would be slower"
+        return torch.float32, "no AMX on this CPU: bfloat16 is not reliably faster"
     return torch.float32, f"bfloat16 autocast not used on {device.type}"
 
 
@@ -202,7 +203,7 @@ def channels_last_report(device: torch.device | None = None) -> tuple[bool, str]
     """Whether convolutional training should use the channels-last layout on ``device``, and why.
 
     ``COURSE_CHANNELS_LAST`` decides: ``1``, ``0``, or ``auto`` (unset): on for CPU (oneDNN's
-    convolutions prefer it: the course's recommended Fashion-MNIST CNN trained 1.6× as fast) and
+    convolutions prefer it: the course's recommended Fashion-MNIST CNN trained 1.67× as fast) and
     CUDA (cuDNN's tensor-core kernels do), off for Apple MPS (not measured). Anything else raises
     ``ValueError``.
 
