@@ -13,7 +13,8 @@ can be tested on toy models; :func:`translate` builds that from a model. Batches
 ``fra_eng.fra_eng_loaders`` or any loader of ``(src, src_valid_len, tgt_input, tgt, tgt_valid_len)``.
 
 Introduced in ``notebooks/18_seq2seq_beam_search.ipynb``.
-Copy with: ``attention.py``, ``text.py``, ``datafiles.py``, ``training.py``, ``checkpoints.py``, ``plotting.py``.
+Copy with: ``attention.py``, ``text.py``, ``datafiles.py``, ``training.py``, ``checkpoints.py``,
+``plotting.py``, ``settings.py``.
 
 >>> bleu("il est calme .".split(), "il est calme .".split())
 1.0

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "course_utils"
 THIRD_PARTY = {"torch", "numpy", "matplotlib", "tqdm", "IPython"}
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in {"__init__", "__main__"})
-COPY = re.compile(r"^Copy (alone|with: (.+))\.$", re.MULTILINE)
+COPY = re.compile(r"^Copy (alone|with: ((?:.|\n(?!\n))+?))\.$", re.MULTILINE)  # a list may wrap
 INTRODUCED = re.compile(r"^Introduced in ``(notebooks/[^`]+\.ipynb)``", re.MULTILINE)
 
 
