@@ -168,6 +168,16 @@ class SyncProcesses:
 
 
 def cleanup() -> None:
-    """Leave the process group (call at the end of a torchrun script)."""
+    """Wait for every process, then leave the process group (call at the end of a torchrun script).
+
+    The barrier matters: rank 0 usually still prints and saves while the others are done. A
+    process that tears its connections down while a peer is still running can abort at exit
+    (seen in CI with gloo: ``terminate called without an active exception``); leaving together
+    is what PyTorch's own distributed tests do.
+    """
     if dist.is_available() and dist.is_initialized():
+        if dist.get_backend() == "nccl":
+            dist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            dist.barrier()
         dist.destroy_process_group()
