@@ -170,10 +170,8 @@ class SyncProcesses:
 def cleanup() -> None:
     """Wait for every process, then leave the process group (call at the end of a torchrun script).
 
-    The barrier matters: rank 0 usually still prints and saves while the others are done. A
-    process that tears its connections down while a peer is still running can abort at exit
-    (seen in CI with gloo: ``terminate called without an active exception``); leaving together
-    is what PyTorch's own distributed tests do.
+    Rank 0 usually still prints and saves when the others are done; the barrier makes all of
+    them leave together.
     """
     if dist.is_available() and dist.is_initialized():
         if dist.get_backend() == "nccl":

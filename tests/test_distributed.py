@@ -4,11 +4,11 @@ global batches."""
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils import distributed as dd
@@ -17,6 +17,7 @@ from course_utils.loaders import tensor_loader
 REPO = Path(__file__).resolve().parent.parent
 
 EXAMPLE = REPO / "examples" / "ddp_train.py"
+TEARDOWN_ABORT = "terminate called without an active exception"
 
 
 def test_strided_sampler_partitions_and_shuffles_per_epoch():
@@ -103,7 +104,13 @@ def test_torchrun_two_processes_match_single_process(tmp_path, order):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(EXAMPLE), "--out", str(multi), *flags]
     result = subprocess.run(cmd, env=env, timeout=300, cwd=tmp_path, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
+    if result.returncode != 0 and TEARDOWN_ABORT in result.stderr:
+        # Known, not understood: now and then (about 1 run in 150 under load here, more often in
+        # CI) a worker aborts in a thread without Python frames while the process exits, after
+        # the training finished. One relaunch; a second abort, or any other failure, fails.
+        warnings.warn(f"torchrun worker aborted at exit, relaunching once:\n{result.stderr[:4000]}")
+        result = subprocess.run(cmd, env=env, timeout=300, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[:6000]
     a = torch.load(single, weights_only=True)
     b = torch.load(multi, weights_only=True)
     assert a["world"] == 1 and b["world"] == 2
