@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,3 +15,21 @@ REPO = Path(__file__).resolve().parent.parent
 def data_root() -> Path:
     """The repository's data folder (the shipped datasets)."""
     return REPO / "data"
+
+
+@pytest.fixture
+def local_ports_lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run the tests that hold it one at a time, across pytest-xdist workers.
+
+    torchrun (its rendezvous store and gloo's connections) and a Jupyter server with its kernels
+    each pick free local ports and bind them moments later. Run side by side, one can take a
+    port the other just picked: in CI a torchrun worker aborted and a JupyterLab page never
+    rendered within the same minute. The lock file lives in the directory the workers share.
+    """
+    lock_path = tmp_path_factory.getbasetemp().parent / "local-ports.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

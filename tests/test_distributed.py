@@ -88,7 +88,7 @@ def test_example_script_runs_in_one_process(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("order", ["fixed", "shuffle"])
-def test_torchrun_two_processes_match_single_process(tmp_path, order):
+def test_torchrun_two_processes_match_single_process(tmp_path, order, local_ports_lock):
     env = dict(os.environ, OMP_NUM_THREADS="1", COURSE_DEVICE="cpu", PYTHONPATH=os.pathsep.join(
         [str(REPO), os.environ.get("PYTHONPATH", "")]))
     env["PYTHONFAULTHANDLER"] = "1"  # a worker that aborts prints where its Python code was

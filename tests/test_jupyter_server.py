@@ -91,7 +91,7 @@ def copy_notebooks(target: Path) -> Path:
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, local_ports_lock):
     srv = Server(copy_notebooks(tmp_path / "notebooks"))
     try:
         srv.wait_ready()

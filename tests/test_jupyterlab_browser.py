@@ -30,7 +30,7 @@ def wait_for_idle_kernel(server: Server, timeout: float = 120) -> None:
     raise TimeoutError("JupyterLab did not start an idle kernel")
 
 
-def test_notebook_renders_and_a_cell_runs_in_jupyterlab(tmp_path):
+def test_notebook_renders_and_a_cell_runs_in_jupyterlab(tmp_path, local_ports_lock):
     if CHROMIUM is None:
         pytest.skip("no Chromium found: install it (Debian/Ubuntu: `sudo apt-get install chromium`) "
                     "to run the JupyterLab browser test")
