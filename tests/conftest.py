@@ -22,9 +22,10 @@ def local_ports_lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
     """Run the tests that hold it one at a time, across pytest-xdist workers.
 
     torchrun (its rendezvous store and gloo's connections) and a Jupyter server with its kernels
-    each pick free local ports and bind them moments later. Run side by side, one can take a
-    port the other just picked: in CI a torchrun worker aborted and a JupyterLab page never
-    rendered within the same minute. The lock file lives in the directory the workers share.
+    each pick free local ports and bind them moments later; run side by side, one could take a
+    port the other just picked. This is a precaution against a suspected cause of a torchrun
+    worker's abort at exit, not a proven one. The lock file lives in the directory the workers
+    share.
     """
     lock_path = tmp_path_factory.getbasetemp().parent / "local-ports.lock"
     with open(lock_path, "a") as lock:

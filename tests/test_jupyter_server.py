@@ -44,7 +44,11 @@ class Server:
             [sys.executable, "-m", f"jupyter{'lab' if app == 'lab' else '_server'}", "--no-browser",
              f"--port={self.port}", "--ip=127.0.0.1", f"--IdentityProvider.token={self.token}",
              f"--ServerApp.root_dir={root_dir}", "--ServerApp.port_retries=0"]
-            + (["--LabApp.extension_manager=readonly"] if app == "lab" else [])
+            # A workspace of its own: JupyterLab otherwise restores the user's saved layout
+            # (~/.config/jupyter/lab/workspaces), and a notebook left open there hid the one
+            # the browser test opens (CI, 14:13 and 14:31 on 2026-11-28).
+            + (["--LabApp.extension_manager=readonly",
+                f"--LabApp.workspaces_dir={root_dir.parent / 'lab-workspaces'}"] if app == "lab" else [])
             + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
             env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True)
 
