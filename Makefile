@@ -19,7 +19,7 @@ help:
 	@echo "make outputs  re-generate the outputs nbval checks and strip all others"
 	@echo "make doctor   print versions, the chosen device and the data status"
 	@echo "make bench    run the benchmarks (results in benchmarks/results/)"
-	@echo "make bench-full  every chapter in full mode, per-chapter seconds (over an hour; results/full_suite.md)"
+	@echo "make bench-full  every chapter in full mode, per-chapter seconds (over an hour; results/full_suite.md, notebooks in build/full/)"
 	@echo "make site     build the offline website build/site/ from make run's executed notebooks"
 	@echo "make mutants  plant each catalogued bug (mutants/*.toml) in a notebook copy; all must be caught"
 
@@ -71,7 +71,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 bench-full: $(STAMP)
-	$(PY) benchmarks/run_all.py --skip-speed --skip-suite --chapters all --name full_suite
+	$(PY) benchmarks/run_all.py --skip-speed --skip-suite --chapters all --name full_suite --keep build/full
 
 # The website of the executed notebooks (tools/website/, docs/site.md): from build/ by default,
 # i.e. run `make run` (full lessons; `COURSE_SMOKE=1 make run` for a quick check) first.

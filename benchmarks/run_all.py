@@ -4,17 +4,20 @@ Writes ``benchmarks/results/latest.json`` and ``benchmarks/results/latest.md`` a
 table. Benchmarks are measurements, not tests: nothing here fails on a slow machine.
 
     python benchmarks/run_all.py [--epochs 2] [--repeats 3] [--seeds 3] [--skip-speed] [--skip-suite]
-                                 [--chapters 23,24 | all | none] [--name latest]
+                                 [--chapters 23,24 | all | none] [--name latest] [--keep DIR]
 
 ``--chapters`` runs chapters in full mode, one at a time, with ``tools/run_notebooks.py`` (the
 seconds and key results of each; ``all`` is the whole course, more than an hour on 2 cores, never
 part of CI). The default is none. ``make bench-full`` is ``--skip-speed --skip-suite --chapters all
---name full_suite``: it writes ``benchmarks/results/full_suite.{json,md}`` and leaves ``latest``.
+--name full_suite --keep build/full``: it writes ``benchmarks/results/full_suite.{json,md}``, leaves
+``latest``, and keeps the executed notebooks and ``report.md`` in ``build/full/`` (``make site
+SITE_SRC=build/full`` turns them into the website of the full lessons).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -78,19 +81,29 @@ def bench_suite() -> dict:
             "peak_rss_mib_largest_process": peak}
 
 
-def bench_chapters(chapters: str) -> list[dict]:
-    """Chapters in full mode (``tools/run_notebooks.py``): seconds, status and key results of each."""
+def bench_chapters(chapters: str, keep: Path | None = None) -> list[dict]:
+    """Chapters in full mode (``tools/run_notebooks.py``): seconds, status and key results of each.
+
+    ``keep``: the folder for the executed notebooks, their pages and ``report.md`` (a failing
+    cell's whole traceback is there); by default they go to a temporary folder and are deleted.
+    """
     notebooks = sorted((REPO / "notebooks").glob("*.ipynb"))
     if chapters != "all":
         wanted = {c.strip().zfill(2) for c in chapters.split(",") if c.strip()}
         notebooks = [nb for nb in notebooks if nb.name[:2] in wanted]
     if not notebooks:
         return []
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        out = keep.resolve() if keep else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").unlink(missing_ok=True)  # never read an earlier run's report
         env = {k: v for k, v in os.environ.items() if k != "COURSE_SMOKE"}
         subprocess.run([sys.executable, str(REPO / "tools" / "run_notebooks.py"), *map(str, notebooks),
-                        "--out", tmp], cwd=REPO, env=env, check=False)
-        report = json.loads((Path(tmp) / "report.json").read_text())
+                        "--out", str(out)], cwd=REPO, env=env, check=False)
+        report_file = out / "report.json"
+        if not report_file.exists():
+            raise RuntimeError(f"tools/run_notebooks.py wrote no {report_file}; its output above says why")
+        report = json.loads(report_file.read_text())
     return [{k: r[k] for k in ("name", "status", "seconds", "failing_cell", "results")} for r in report]
 
 
@@ -188,6 +201,8 @@ def main() -> None:
     parser.add_argument("--chapters", default="none",
                         help="chapters to run in full mode: comma-separated numbers, 'all' or 'none'")
     parser.add_argument("--name", default="latest", help="results file name (benchmarks/results/NAME.json)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the chapters' executed notebooks and report in this folder")
     args = parser.parse_args()
     py = sys.executable
     results: dict = {"machine": machine()}
@@ -208,7 +223,7 @@ def main() -> None:
         results["suite"] = bench_suite()
     if args.chapters != "none":
         print(f"5/5 chapters in full mode ({args.chapters}) ...", flush=True)
-        results["chapters"] = bench_chapters(args.chapters)
+        results["chapters"] = bench_chapters(args.chapters, args.keep)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)

@@ -1,9 +1,11 @@
 """The benchmark scripts' pieces that can break without a benchmark run: the fast recipe and the
 results table (``make bench`` itself is a measurement, never a test)."""
 
+import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -53,10 +55,44 @@ def test_results_table_shows_means_spreads_and_goals():
 
 
 def test_chapter_12_teaches_the_network_the_benchmark_times():
-    import json
-
     cells = json.loads((Path(__file__).resolve().parent.parent / "notebooks" / "12_batch_norm.ipynb").read_text())
     source = next("".join(c["source"]) for c in cells["cells"] if "def conv_bn" in "".join(c["source"]))
     namespace = {"nn": torch.nn, "seed_everything": lambda seed: None}
     exec(source.split("fast_epochs = ")[0], namespace)  # the block and the network, not the training
     assert str(namespace["fast_net"]) == str(fashion_recipe.fast_cnn())
+
+
+def _fake_runner(writes_report: bool):
+    """Stands in for ``tools/run_notebooks.py``: records the command, writes a report into --out."""
+    calls = []
+
+    def run(cmd, **kwargs):
+        calls.append(cmd)
+        out = Path(cmd[cmd.index("--out") + 1])
+        (out / "12_batch_norm.ipynb").write_text("{}")
+        if writes_report:
+            row = {"name": "12_batch_norm", "status": "ok", "seconds": 3.0, "failing_cell": None,
+                   "results": {"fast_test_acc": 0.9}, "thumbnail": None}
+            (out / "report.json").write_text(json.dumps([row]))
+
+    return run, calls
+
+
+def test_bench_chapters_keeps_the_executed_notebooks_where_asked(tmp_path, monkeypatch):
+    run, calls = _fake_runner(writes_report=True)
+    monkeypatch.setattr(run_all.subprocess, "run", run)
+    rows = run_all.bench_chapters("12", keep=tmp_path / "full")
+    assert rows == [{"name": "12_batch_norm", "status": "ok", "seconds": 3.0, "failing_cell": None,
+                     "results": {"fast_test_acc": 0.9}}]
+    assert [Path(a).name for a in calls[0] if a.endswith(".ipynb")] == ["12_batch_norm.ipynb"]
+    assert (tmp_path / "full" / "12_batch_norm.ipynb").exists()  # kept, not a temporary folder
+
+
+def test_bench_chapters_never_reads_an_earlier_runs_report(tmp_path, monkeypatch):
+    keep = tmp_path / "full"
+    keep.mkdir()
+    (keep / "report.json").write_text("[]")  # left by an earlier run
+    run, _ = _fake_runner(writes_report=False)  # this run dies before writing its report
+    monkeypatch.setattr(run_all.subprocess, "run", run)
+    with pytest.raises(RuntimeError, match="wrote no .*report.json"):
+        run_all.bench_chapters("12", keep=keep)
