@@ -1,5 +1,6 @@
-"""The benchmark scripts' pieces that can break without a benchmark run: the fast recipe and the
-results table (``make bench`` itself is a measurement, never a test)."""
+"""The benchmark scripts' pieces that can break without a benchmark run: the fast recipe, the
+results table and where the full-mode chapter runs leave their notebooks (``make bench`` itself is
+a measurement, never a test)."""
 
 import json
 import sys
