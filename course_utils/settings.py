@@ -16,6 +16,10 @@ the data files, live in :mod:`course_utils.datafiles`):
 ``COURSE_CHANNELS_LAST=auto|1|0``
     Whether convolutional training uses the channels-last memory layout (same numbers up to
     rounding, often faster convolutions). ``auto``: on for CPU and CUDA, off for MPS.
+``COURSE_SEED=N``
+    Shifts every seed the course sets by ``N`` (a whole number ≥ 0; default 0):
+    :func:`seed_everything` and :func:`course_seed`, which the notebooks pass every other seed
+    through. Run a chapter with ``COURSE_SEED=1``, ``2``, ... to see how much a result moves.
 
 :func:`describe` puts all of it in the one line that every notebook's first cell prints.
 
@@ -43,6 +47,8 @@ __all__ = [
     "choose",
     "get_device",
     "device_report",
+    "seed_offset",
+    "course_seed",
     "seed_everything",
     "precision_report",
     "autocast",
@@ -139,16 +145,58 @@ def get_device() -> torch.device:
     return device_report()[0]
 
 
+def seed_offset() -> int:
+    """The shift ``COURSE_SEED`` asks for: a whole number ≥ 0, 0 when unset.
+
+    Anything else (``-1``, ``1.5``, ``abc``) raises ``ValueError`` naming the value, so a typo
+    never silently runs the default seed.
+
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"COURSE_SEED": "3"}):
+    ...     seed_offset()
+    3
+    """
+    raw = os.environ.get("COURSE_SEED", "").strip()
+    if not raw:
+        return 0
+    if not (raw.isascii() and raw.isdigit()):
+        raise ValueError(f"COURSE_SEED={raw!r} is not understood; use a whole number >= 0 such as 0, 1, 2")
+    return int(raw)
+
+
+def course_seed(seed: int = 0) -> int:
+    """``seed`` shifted by ``COURSE_SEED``: pass every seed a notebook sets through this.
+
+    With ``COURSE_SEED`` unset it returns ``seed`` unchanged, so the lessons' numbers stay those
+    of seed 0; ``COURSE_SEED=1`` moves every seed at once, and a result that only holds for one
+    of them shows itself.
+
+    >>> import os
+    >>> from unittest import mock
+    >>> course_seed(5)
+    5
+    >>> with mock.patch.dict(os.environ, {"COURSE_SEED": "2"}):
+    ...     torch.Generator().manual_seed(course_seed(5)).initial_seed()
+    7
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    return seed + seed_offset()
+
+
 def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed Python, NumPy (if installed) and torch; return a ``torch.Generator`` with that seed.
+    """Seed Python, NumPy (if installed) and torch with ``course_seed(seed)``; return a
+    ``torch.Generator`` with that seed.
+
+    The seed is shifted by ``COURSE_SEED`` (see :func:`course_seed`; unset means no shift).
 
     The returned generator is handy for ``DataLoader(generator=...)`` or ``torch.randperm``.
     It starts in the same state as the global torch RNG, so do not use it to draw the *same
     kind* of numbers as the global RNG (e.g. data and initial weights) or both streams match;
     use ``torch.Generator().manual_seed(another_seed)`` for a second stream.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = course_seed(seed)
     random.seed(seed)
     try:
         import numpy as np
@@ -234,8 +282,10 @@ def describe(device: torch.device | None = None) -> str:
     device = get_device() if device is None else torch.device(device)
     dtype, _ = precision_report(device)
     layout, _ = channels_last_report(device)
+    offset = seed_offset()
     return (f"smoke mode: {smoke_mode()} | device: {device} | training precision: "
-            f"{str(dtype).removeprefix('torch.')} | channels_last: {'on' if layout else 'off'}")
+            f"{str(dtype).removeprefix('torch.')} | channels_last: {'on' if layout else 'off'}"
+            + (f" | COURSE_SEED: {offset}" if offset else ""))
 
 
 def autocast(device: torch.device | None = None) -> contextlib.AbstractContextManager[None]:

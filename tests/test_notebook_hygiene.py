@@ -48,6 +48,39 @@ def test_notebook_follows_conventions(path):
     assert not hard_coded, f"never hard-code a device: {hard_coded}"
 
 
+# Helpers that take a seed of their own (their default would not follow COURSE_SEED).
+SEEDED_HELPERS = ("fra_eng_loaders", "language_model_data", "movielens_loaders", "bike_sharing_loaders")
+
+
+def unshifted_seeds(source: str) -> list[str]:
+    """Places in notebook code that set a seed without going through ``course_seed``."""
+    found = re.findall(r"(?:manual_seed|random\.Random|default_rng|RandomState)\((?!course_seed\()[^)\n]*\)?",
+                       source)
+    for helper in SEEDED_HELPERS:
+        for call in re.finditer(rf"\b{helper}\(", source):
+            depth, i = 1, call.end()
+            while depth and i < len(source):
+                depth += {"(": 1, ")": -1}.get(source[i], 0)
+                i += 1
+            if "seed=course_seed(" not in source[call.end():i]:
+                found.append(source[call.start():i])
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_seed_follows_course_seed(path):
+    """COURSE_SEED=N must move every seed a notebook sets (README, Settings)."""
+    source = "\n".join(c.source for c in code_cells(nbformat.read(path, as_version=4)))
+    assert unshifted_seeds(source) == [], "pass the seed through course_seed(...)"
+
+
+def test_unshifted_seed_detection():
+    assert unshifted_seeds("g = torch.Generator().manual_seed(0)") == [".manual_seed(0)"[1:]]
+    assert unshifted_seeds("torch.manual_seed(course_seed(0)); random.Random(course_seed(1))") == []
+    assert unshifted_seeds("x = fra_eng_loaders(batch_size=4,\n    num_steps=f(3))") != []
+    assert unshifted_seeds("x = fra_eng_loaders(4, seed=course_seed(0), num_steps=f(3))") == []
+
+
 def test_stray_output_detection_and_cleaning():
     nb = nbformat.v4.new_notebook()
     nb.cells = [

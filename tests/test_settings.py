@@ -89,6 +89,40 @@ def test_seed_everything_rejects_non_int():
         settings.seed_everything(1.5)  # type: ignore[arg-type]
 
 
+def test_course_seed_shifts_every_seed_by_the_same_offset(monkeypatch):
+    monkeypatch.delenv("COURSE_SEED", raising=False)
+    assert settings.seed_offset() == 0 and settings.course_seed(7) == 7
+    monkeypatch.setenv("COURSE_SEED", " 3 ")
+    assert settings.seed_offset() == 3
+    assert [settings.course_seed(s) for s in (0, 1, 1000)] == [3, 4, 1003]
+
+
+def test_seed_everything_follows_course_seed(monkeypatch):
+    monkeypatch.setenv("COURSE_SEED", "2")
+    g = settings.seed_everything(5)
+    assert g.initial_seed() == 7 and torch.initial_seed() == 7
+    shifted = torch.rand(3)
+    monkeypatch.delenv("COURSE_SEED")
+    settings.seed_everything(7)
+    assert torch.equal(torch.rand(3), shifted)  # seed 5 shifted by 2 is seed 7
+    settings.seed_everything(5)
+    assert not torch.equal(torch.rand(3), shifted)
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "abc", "²", "0x2"])
+def test_course_seed_typos_are_errors(monkeypatch, value):
+    monkeypatch.setenv("COURSE_SEED", value)
+    with pytest.raises(ValueError, match="COURSE_SEED="):
+        settings.course_seed(0)
+    with pytest.raises(ValueError, match="COURSE_SEED="):
+        settings.seed_everything(0)
+
+
+def test_course_seed_rejects_non_int():
+    with pytest.raises(TypeError):
+        settings.course_seed("1")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("value, message", [("cpu:3", "cpu takes no device index"),
                                             ("cpu:0", "cpu takes no device index"),
                                             ("mps:1", "only one MPS device")])
@@ -148,11 +182,14 @@ def test_channels_last_setting_rejects_a_typo(monkeypatch):
 
 
 def test_describe_names_each_choice(monkeypatch):
+    monkeypatch.delenv("COURSE_SEED", raising=False)
     monkeypatch.setenv("COURSE_SMOKE", "1")
     monkeypatch.setenv("COURSE_PRECISION", "bf16")
     monkeypatch.setenv("COURSE_CHANNELS_LAST", "0")
     assert settings.describe(torch.device("cpu")) == (
         "smoke mode: True | device: cpu | training precision: bfloat16 | channels_last: off")
+    monkeypatch.setenv("COURSE_SEED", "4")  # a shifted seed is said, the default is not
+    assert settings.describe(torch.device("cpu")).endswith("channels_last: off | COURSE_SEED: 4")
 
 
 def test_full_fp32_turns_tf32_off_and_restores_even_after_an_error():
