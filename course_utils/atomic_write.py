@@ -91,12 +91,14 @@ class WriteError(RuntimeError):
 
     @classmethod
     def from_os_error(cls: type[_E], path: str | os.PathLike[str], err: OSError, *,
-                      elsewhere: str | None = None, existed: bool | None = None) -> _E:
+                      elsewhere: str | None = None, existed: bool | None = None,
+                      doing: str | None = None) -> _E:
         """The error for ``err`` while writing ``path``: the path, the cause in words, what to do.
 
         ``elsewhere`` says how to write somewhere else (``"set COURSE_DATA to a folder on another
         disk"``; by default ``"write to another folder"``); ``existed`` whether a previous version
-        of the file was there and is kept (``None``: say nothing about it). Raise it ``from err``.
+        of the file was there and is kept (``None``: say nothing about it); ``doing`` what the
+        write was part of (``"putting the members of URL in place"``). Raise it ``from err``.
         """
         path = Path(path)
         cause = _CAUSES.get(err.errno or 0) or (err.strerror or str(err) or type(err).__name__)
@@ -112,7 +114,8 @@ class WriteError(RuntimeError):
             advice = elsewhere[:1].upper() + elsewhere[1:]
         kept = {True: f" The previous {path.name} is unchanged.", False: " Nothing was written.",
                 None: ""}[existed]
-        error = cls(f"cannot write {path}: {cause}. {advice}.{kept}")
+        during = f" ({doing})" if doing else ""
+        error = cls(f"cannot write {path}{during}: {cause}. {advice}.{kept}")
         error.path = path
         return error
 
