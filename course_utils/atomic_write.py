@@ -72,7 +72,7 @@ _CAUSES = {
     errno.EROFS: "the file system is read-only",
     errno.EACCES: "permission denied",
     errno.EPERM: "permission denied (operation not permitted)",
-    errno.EFBIG: "file too large (beyond a file-size limit such as `ulimit -f`, or the file system's maximum)",
+    errno.EFBIG: "file too large for a file-size limit (`ulimit -f`) or for the file system",
 }
 WRITE_ERRNOS = frozenset(_CAUSES)
 """The ``errno`` values that mean "this place cannot take the file" (full, read-only, forbidden, too large)."""

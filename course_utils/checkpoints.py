@@ -38,6 +38,7 @@ Copy with: ``atomic_write.py``.
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import random
 from collections.abc import Callable
@@ -78,10 +79,14 @@ class CheckpointWriteError(CheckpointError, WriteError):
     """A checkpoint could not be written (no space, read-only, no permission, too large)."""
 
 
+_ELSEWHERE = "pass a checkpoint_path on another disk"
+
+
 def check_checkpoint_path(path: str | os.PathLike[str]) -> Path:
     """Refuse, with :class:`CheckpointError`, a checkpoint path that cannot be written: an
-    existing folder or other non-file, a path below a file, or a folder without write
-    permission. Training loops call it before the first epoch."""
+    existing folder or other non-file, a path below a file, or (:class:`CheckpointWriteError`)
+    a folder without write permission or on a read-only file system. Training loops call it
+    before the first epoch."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"checkpoint_path {path} is a folder; name a file in it, such as "
@@ -94,8 +99,11 @@ def check_checkpoint_path(path: str | os.PathLike[str]) -> Path:
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint_path {path} lies below {folder}, which is a file, "
                               "not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise CheckpointError(f"cannot write checkpoint_path {path}: no write permission in {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):  # root too is refused on a read-only file system
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY) if hasattr(os, "statvfs") else False
+        code = errno.EROFS if read_only else errno.EACCES
+        err = OSError(code, os.strerror(code), str(folder))
+        raise CheckpointWriteError.from_os_error(path, err, elsewhere=_ELSEWHERE, existed=path.is_file()) from err
     return path
 
 
@@ -108,8 +116,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
     raises :class:`CheckpointWriteError` naming the file and the cause; the previous checkpoint
     is kept and no temporary is left."""
     path = check_checkpoint_path(path)
-    with atomic_write(path, error=CheckpointWriteError,
-                      elsewhere="pass a checkpoint_path on another disk") as handle:
+    with atomic_write(path, error=CheckpointWriteError, elsewhere=_ELSEWHERE) as handle:
         torch.save(state, handle)
     return path
 
