@@ -74,6 +74,7 @@ __all__ = [
     "data_root",
     "offline_mode",
     "sha256sum",
+    "sha256sums",
     "verify",
     "ensure_file",
     "download",
@@ -209,6 +210,13 @@ FILES: dict[str, DataFile] = {
             "fra.txt (SHA-256 0bb85dbaa1c8…) compressed with `gzip -9 -n`; ships with the repo. "
             "The original is fra-eng/fra.txt inside " + _D2L_URL + "fra-eng.zip",
             size=3411914,
+        ),
+        DataFile(
+            "fra-eng/_about.txt",
+            "79f39a53dbddaf7ab43c801f231089174a611f23987244056f9e3cb5aa79358b",
+            None,
+            "ManyThings' notes and terms for the 2019-04-07 release (the attribution); ships with the repo",
+            size=1441,
         ),
         DataFile(
             "cifar-10/data_batch_1_first2000.bin.gz",
@@ -363,6 +371,12 @@ def sha256sum(path: str | os.PathLike[str], chunk_size: int = _CHUNK) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256sums() -> str:
+    """The text of ``data/SHA256SUMS`` (``sha256sum -c`` format), generated from :data:`FILES`,
+    the one place each checksum is written (``tests/test_data_facts.py`` checks the file)."""
+    return "".join(f"{spec.sha256}  {relpath}\n" for relpath, spec in FILES.items())
 
 
 def _not_a_file(path: Path) -> str | None:

@@ -134,6 +134,9 @@ class Cifar10Cache(Writer):
 
     name = "cifar10_cache"
 
+    warnings: list[str] = []
+    from_memory = False
+
     def old(self):
         from test_cifar10_jpeg import _make
         cj._COUNTS = {"train": 2, "test": 1}  # a tiny archive, as in tests/test_cifar10_jpeg.py
