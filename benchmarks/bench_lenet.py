@@ -37,6 +37,8 @@ from torch import nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from course_utils.atomic_write import write_text  # noqa: E402
+
 
 def lenet() -> nn.Module:
     return nn.Sequential(
@@ -121,7 +123,7 @@ def main() -> None:
 
         result["settings"] = describe(torch.device("cpu"))
         result["layout"] = args.layout
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_text(args.out, json.dumps(result, indent=2))
     print(json.dumps(result))
 
 

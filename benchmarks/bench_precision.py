@@ -37,6 +37,7 @@ sys.path.insert(0, str(HERE))
 from bench_lenet import lenet  # noqa: E402
 from fashion_recipe import fast_cnn  # noqa: E402
 
+from course_utils.atomic_write import write_text  # noqa: E402
 from course_utils.settings import channels_last_report, precision_report  # noqa: E402
 
 BATCH = 256
@@ -127,7 +128,7 @@ def main() -> None:
             "fraction_of_fp32_matmul_rate": flops * rates[auto_key] / (result["matmul_gflops"]["fp32"] * 1e9),
             "fraction_of_nominal_fp32_peak": flops * rates[auto_key] / (peak[0] * 1e9) if peak else None,
         }
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_text(args.out, json.dumps(result, indent=2))
     print(json.dumps(result))
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from fashion_recipe import train_fast  # noqa: E402
+from fashion_recipe import train_fast  # noqa: E402  (it puts the repository on sys.path)
+
+from course_utils.atomic_write import write_text  # noqa: E402
 
 # name: (goal accuracy, goal seconds, train_fast keyword arguments)
 BUDGETS: dict[str, tuple[float, float, dict]] = {
@@ -56,7 +58,7 @@ def main() -> None:
             "runs_meeting_goal": sum(a >= goal_acc and s <= goal_seconds for a, s in zip(accs, secs, strict=True)),
         }
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    write_text(args.out, json.dumps(result, indent=2))
     print(json.dumps(result))
 
 

@@ -34,6 +34,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
+sys.path.insert(0, str(REPO))
+
+from course_utils.atomic_write import write_text  # noqa: E402
 
 
 def machine() -> dict[str, str]:
@@ -224,10 +227,9 @@ def main() -> None:
     if args.chapters != "none":
         print(f"5/5 chapters in full mode ({args.chapters}) ...", flush=True)
         results["chapters"] = bench_chapters(args.chapters, args.keep)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2))
-    table = markdown(results)
-    (RESULTS / f"{args.name}.md").write_text(table)
+    table = markdown(results)  # each file whole or not at all: a failed write raises WriteError
+    write_text(RESULTS / f"{args.name}.json", json.dumps(results, indent=2))
+    write_text(RESULTS / f"{args.name}.md", table)
     print(table)
 
 

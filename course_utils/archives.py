@@ -8,11 +8,12 @@
   SHA-256, in place; :func:`ensure_from_archive` is :func:`datafiles.ensure_file` for a file of
   the registry that comes inside an archive (:attr:`datafiles.DataFile.member`).
 
-Every error is an :class:`ArchiveError` (or another :class:`datafiles.DataFileError`), so one
+Every error is an :class:`ArchiveError` (or another :class:`datafiles.DataFileError`, such as
+:class:`datafiles.DataWriteError` for a disk that cannot take the files), so one
 ``except DataFileError`` catches every data problem.
 
 Introduced in ``notebooks/21_collaborative_filtering.ipynb`` (through ``movielens.py``).
-Copy with: ``datafiles.py``.
+Copy with: ``datafiles.py``, ``atomic_write.py``.
 
 >>> import tempfile, zipfile
 >>> scratch = tempfile.TemporaryDirectory()
@@ -34,6 +35,7 @@ member '../x.txt' contains '..'; nothing was extracted False
 from __future__ import annotations
 
 import bz2
+import errno
 import gzip
 import lzma
 import os
@@ -52,11 +54,13 @@ from typing import IO, Any
 
 if __package__:  # part of course_utils (or of your own package)
     from .datafiles import (
+        _ELSEWHERE,
         FILES,
         Archive,
         ChecksumError,
         DataFile,
         DataFileError,
+        DataWriteError,
         DownloadError,
         MissingDataError,
         data_root,
@@ -67,11 +71,13 @@ if __package__:  # part of course_utils (or of your own package)
     )
 else:  # copied flat next to its siblings
     from datafiles import (
+        _ELSEWHERE,
         FILES,
         Archive,
         ChecksumError,
         DataFile,
         DataFileError,
+        DataWriteError,
         DownloadError,
         MissingDataError,
         data_root,
@@ -92,6 +98,9 @@ __all__ = [
     "fetch_members",
     "ensure_from_archive",
 ]
+
+_WRITE_ONLY_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+"""Errors that only a write gives (a permission error could come from reading the archive)."""
 
 MAX_ARCHIVE_BYTES = 1 << 30
 """:func:`safe_extract` refuses an archive that expands to more than this (1 GiB) ..."""
@@ -450,9 +459,13 @@ def safe_extract(
     budget = (_Budget(max_bytes, "max_bytes, archives.MAX_ARCHIVE_BYTES")
               if max_bytes <= ratio_limit else
               _Budget(ratio_limit, f"max_ratio={max_ratio:g} times the archive's size"))
-    target_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target_path.name}.", suffix=".extracting",
-                                    dir=target_path.parent))
+    try:
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target_path.name}.", suffix=".extracting",
+                                        dir=target_path.parent))
+    except OSError as err:
+        raise DataWriteError.from_os_error(target_path, err, existed=False,
+                                           doing=f"extracting {archive}") from err
     extractor = _Extractor(staging, allow_links)
     where = "the archive"
     try:
@@ -474,7 +487,13 @@ def safe_extract(
     except _Refused as err:
         where = f"member {err.member!r}" if err.member else where
         raise err.kind(f"cannot extract {archive}: {where} {err}; nothing was extracted") from None
-    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError,
+    except OSError as err:
+        if err.errno not in _WRITE_ONLY_ERRNOS:  # reading the archive failed
+            raise ArchiveError(f"cannot extract {archive}: {where} is corrupt or unreadable "
+                               f"({type(err).__name__}: {err}); nothing was extracted") from err
+        raise DataWriteError.from_os_error(target_path, err, existed=False,
+                                           doing=f"extracting {archive}") from err
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError,
             NotImplementedError, RuntimeError, ValueError) as err:
         raise ArchiveError(f"cannot extract {archive}: {where} is corrupt or unreadable "
                            f"({type(err).__name__}: {err}); nothing was extracted") from err
@@ -524,10 +543,15 @@ def fetch_members(
     if not missing:
         return []
     base = Path(os.path.commonpath([(root_path / s.relpath).parent for s in missing]))
-    base.mkdir(parents=True, exist_ok=True)
     name = PurePosixPath(archive.url.split("?")[0]).name or "archive"
-    work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".fetching", dir=base))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".fetching", dir=base))
+    except OSError as err:
+        raise DataWriteError.from_os_error(base / name, err, existed=False, elsewhere=_ELSEWHERE,
+                                           doing=f"fetching {archive.url}") from err
     moved: list[tuple[Path, Path]] = []
+    moving: DataFile | None = None
     try:
         by_hand = ", ".join(f"{s.member} as {root_path / s.relpath}" for s in missing)
         path = download(archive.url, work / name, archive.sha256, size=archive.size,
@@ -552,6 +576,7 @@ def fetch_members(
                     "version; nothing was saved")
         for spec in missing:
             assert spec.member is not None
+            moving = spec
             dest = root_path / spec.relpath
             if os.path.lexists(dest):  # put there meanwhile (another process): left alone
                 continue
@@ -563,8 +588,9 @@ def fetch_members(
         for dest, source in reversed(moved):  # all or nothing
             os.replace(dest, source)
         if isinstance(err, OSError) and not isinstance(err, DataFileError):
-            raise DataFileError(f"cannot put the members of {archive.url} in place under "
-                                f"{root_path}: {err}") from err
+            where = root_path / (moving.relpath if moving else "")
+            raise DataWriteError.from_os_error(where, err, existed=False, elsewhere=_ELSEWHERE,
+                                               doing=f"putting the members of {archive.url} in place") from err
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)

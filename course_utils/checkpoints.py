@@ -1,10 +1,12 @@
 """Training checkpoints that are safe to write, safe to load and resume exactly.
 
 * :func:`save_checkpoint` writes to a new temporary file of its own, flushes it to disk and
-  renames it into place, so a crash mid-write never leaves a half-written checkpoint where a
-  good one was, and two processes saving to one path never mix: the last one wins, and a
-  reader always loads one whole checkpoint. :func:`check_checkpoint_path` refuses a path that
-  cannot be written (a folder, a path below a file) before any training starts.
+  renames it into place (``atomic_write.py``), so a crash mid-write never leaves a
+  half-written checkpoint where a good one was, and two processes saving to one path never
+  mix: the last one wins, and a reader always loads one whole checkpoint. A failed write
+  (full disk, ...) raises :class:`CheckpointWriteError` and keeps the previous checkpoint.
+  :func:`check_checkpoint_path` refuses a path that cannot be written (a folder, a path below
+  a file) before any training starts.
 * :func:`load_checkpoint` uses ``torch.load(weights_only=True)``: tensors and plain data only,
   never code. A file that would need arbitrary unpickling is refused.
 * :func:`training_state` / :func:`restore_training_state` bundle everything a loop needs to
@@ -21,7 +23,7 @@ The training loop in :mod:`course_utils.training` uses this through its ``checkp
 
 Introduced in ``notebooks/04_softmax_regression.ipynb`` (through ``training.py``; why
 ``weights_only=True`` matters: ``09_layers_params_io_devices.ipynb``).
-Copy alone.
+Copy with: ``atomic_write.py``.
 
 >>> import tempfile, torch
 >>> from torch import nn
@@ -36,11 +38,9 @@ Copy alone.
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import random
-import re
-import secrets
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,14 @@ from typing import Any
 import torch
 from torch import nn
 
+if __package__:  # part of course_utils (or of your own package)
+    from .atomic_write import STALE_TEMPORARY_SECONDS, WriteError, atomic_write
+else:  # copied flat next to its siblings (see the README, "Copying a module")
+    from atomic_write import STALE_TEMPORARY_SECONDS, WriteError, atomic_write
+
 __all__ = [
     "CheckpointError",
+    "CheckpointWriteError",
     "STALE_TEMPORARY_SECONDS",
     "check_checkpoint_path",
     "save_checkpoint",
@@ -69,14 +75,18 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unsafe to load, or does not fit the model it is loaded into."""
 
 
-STALE_TEMPORARY_SECONDS = 3600.0
-"""A temporary checkpoint file untouched for this long was left by a killed save."""
+class CheckpointWriteError(CheckpointError, WriteError):
+    """A checkpoint could not be written (no space, read-only, no permission, too large)."""
+
+
+_ELSEWHERE = "pass a checkpoint_path on another disk"
 
 
 def check_checkpoint_path(path: str | os.PathLike[str]) -> Path:
     """Refuse, with :class:`CheckpointError`, a checkpoint path that cannot be written: an
-    existing folder or other non-file, a path below a file, or a folder without write
-    permission. Training loops call it before the first epoch."""
+    existing folder or other non-file, a path below a file, or (:class:`CheckpointWriteError`)
+    a folder without write permission or on a read-only file system. Training loops call it
+    before the first epoch."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"checkpoint_path {path} is a folder; name a file in it, such as "
@@ -89,75 +99,25 @@ def check_checkpoint_path(path: str | os.PathLike[str]) -> Path:
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint_path {path} lies below {folder}, which is a file, "
                               "not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise CheckpointError(f"cannot write checkpoint_path {path}: no write permission in {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):  # root too is refused on a read-only file system
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY) if hasattr(os, "statvfs") else False
+        code = errno.EROFS if read_only else errno.EACCES
+        err = OSError(code, os.strerror(code), str(folder))
+        raise CheckpointWriteError.from_os_error(path, err, elsewhere=_ELSEWHERE, existed=path.is_file()) from err
     return path
 
 
-def _remove_stale_temporaries(path: Path, max_age: float = STALE_TEMPORARY_SECONDS) -> None:
-    """Delete temporaries that killed saves of ``path`` left behind.
-
-    Only regular files named like :func:`save_checkpoint`'s temporaries for this very ``path``
-    (``.<name>.<8 letters or digits>.tmp``, or ``.<name>.tmp`` of earlier versions) count, and
-    only when unmodified for ``max_age`` seconds: a save in progress writes continuously and
-    takes far less than an hour, so another process's live temporary is never removed. Until
-    then a stale temporary is simply ignored: nothing ever loads it.
-    """
-    pattern = re.compile(re.escape(f".{path.name}.") + r"([a-z0-9_]{8}\.)?tmp")
-    now = time.time()
-    try:
-        entries = list(os.scandir(path.parent))
-    except OSError:
-        return
-    for entry in entries:
-        try:
-            if (pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
-                    and now - entry.stat(follow_symlinks=False).st_mtime > max_age):
-                os.unlink(entry.path)
-        except OSError:  # removed meanwhile by another process
-            continue
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - file systems without folder fsync
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Write ``state`` with ``torch.save`` atomically: to a new temporary file beside ``path``
-    (a unique name per save), flushed and fsynced, then renamed over ``path`` and the folder
-    fsynced. Concurrent saves to one path never collide (the last rename wins); a reader never
-    sees a partial file. Temporaries of killed saves are cleaned up (see
-    :func:`_remove_stale_temporaries`)."""
+    """Write ``state`` with ``torch.save`` atomically (:func:`atomic_write.atomic_write`): to a
+    new temporary file beside ``path`` (a unique name per save), flushed and fsynced, then
+    renamed over ``path`` and the folder fsynced. Concurrent saves to one path never collide
+    (the last rename wins); a reader never sees a partial file. Temporaries of killed saves are
+    removed once an hour old. A failed write (full disk, read-only folder, file-size limit)
+    raises :class:`CheckpointWriteError` naming the file and the cause; the previous checkpoint
+    is kept and no temporary is left."""
     path = check_checkpoint_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)  # mode 0o666 less the umask, like torch.save's own
-            break
-        except FileExistsError:  # pragma: no cover - 1 in 4 billion
-            continue
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_folder(path.parent)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, error=CheckpointWriteError, elsewhere=_ELSEWHERE) as handle:
+        torch.save(state, handle)
     return path
 
 

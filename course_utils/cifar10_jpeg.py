@@ -5,14 +5,16 @@ decoding 60,000 of them takes a while, so :func:`load_cifar10_jpeg` does it once
 result as one uint8 tensor file (≈ 184 MB, by default ``~/.cache/course_utils/``). The file
 records the archive's SHA-256 and its own pixels' SHA-256: when either no longer matches (a new
 archive, a damaged cache) it is rebuilt, with a warning that says why. It is written to a
-temporary name and renamed into place, so an interrupted build leaves nothing half-written. A
+temporary name and renamed into place (``atomic_write.py``), so an interrupted build leaves
+nothing half-written. A cache folder that cannot take the file (read-only, full) is not fatal:
+the decoded tensors are used from memory, with one :class:`CacheWarning` naming the folder. A
 corrupt or missing JPEG raises :class:`~course_utils.datafiles.DataFileError` naming the member.
 Training images come in CIFAR-10's original order (``train_original_order.csv``); the test set
 starts with its first 1,000 images in their original order, then the rest by class and rank.
 Online users who want the original bytes: ``torchvision.datasets.CIFAR10(download=True)``.
 
 Introduced in ``notebooks/24_cifar10_ladder.ipynb``.
-Copy with: ``checkpoints.py``, ``datafiles.py``, ``loaders.py``, ``image_batches.py``.
+Copy with: ``atomic_write.py``, ``datafiles.py``, ``loaders.py``, ``image_batches.py``.
 
 >>> parse_member_name("CIFAR-10-images/train/cat/0007.jpg")
 ('train', 3, 7)
@@ -31,23 +33,24 @@ import tarfile
 import warnings
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 if __package__:  # part of course_utils (or of your own package)
-    from .checkpoints import save_checkpoint
+    from .atomic_write import WriteError, atomic_write
     from .datafiles import DataFileError, ensure_file, sha256sum
     from .image_batches import ImageBatchTransform
     from .loaders import tensor_loader
 else:  # copied flat next to its siblings (see the README, "Copying a module")
-    from checkpoints import save_checkpoint
+    from atomic_write import WriteError, atomic_write
     from datafiles import DataFileError, ensure_file, sha256sum
     from image_batches import ImageBatchTransform
     from loaders import tensor_loader
 
 __all__ = ["CIFAR10_JPEG_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "ARCHIVE", "TRAIN_ORDER", "TEST_ORDER",
-           "CacheWarning",
+           "CacheWarning", "CacheWriteError",
            "parse_member_name", "decode_archive", "default_cache_path", "build_cache", "decoded_tensors",
            "load_cifar10_jpeg", "cifar10_jpeg_loaders"]
 
@@ -66,7 +69,12 @@ Key = tuple[str, int, int]  # (split, label, rank within the class)
 
 
 class CacheWarning(UserWarning):
-    """The decoded-image cache was missing, stale or unreadable and is being rebuilt."""
+    """The decoded-image cache was missing, stale or unreadable and is being rebuilt, or it
+    could not be written (the images are then used from memory)."""
+
+
+class CacheWriteError(DataFileError, WriteError):
+    """The decoded-image cache could not be written (no space, read-only, too large)."""
 
 
 def parse_member_name(name: str) -> Key | None:
@@ -172,12 +180,25 @@ def default_cache_path() -> Path:
 
 def build_cache(archive: str | os.PathLike[str], train_order: str | os.PathLike[str],
                 test_order: str | os.PathLike[str], cache_path: str | os.PathLike[str]) -> Path:
-    """Decode the archive and write the cache file atomically (temporary file, then rename)."""
-    cache_path = Path(cache_path)
+    """Decode the archive and write the cache file atomically (temporary file, then rename).
+
+    A cache file that cannot be written raises :class:`CacheWriteError` (the previous file, if
+    any, is kept); :func:`decoded_tensors` turns that into a warning."""
+    return _write_cache(_payload(archive, train_order, test_order), Path(cache_path))
+
+
+def _payload(archive: str | os.PathLike[str], train_order: str | os.PathLike[str],
+             test_order: str | os.PathLike[str]) -> dict[str, Any]:
     tensors = decode_archive(archive, train_order, test_order)
-    payload = {"format": _FORMAT, "archive_sha256": sha256sum(archive),
-               "content_sha256": _content_sha256(tensors), **tensors}
-    return save_checkpoint(cache_path, payload)  # atomic: a temporary file, fsynced, then renamed
+    return {"format": _FORMAT, "archive_sha256": sha256sum(archive),
+            "content_sha256": _content_sha256(tensors), **tensors}
+
+
+def _write_cache(payload: dict[str, Any], cache_path: Path) -> Path:
+    with atomic_write(cache_path, error=CacheWriteError,
+                      elsewhere="pass cache_path= a file on another disk") as handle:
+        torch.save(payload, handle)
+    return cache_path
 
 
 def _read_cache(cache_path: Path, archive_sha256: str) -> dict[str, torch.Tensor] | str:
@@ -224,7 +245,15 @@ def _load(archive: str, train_order: str, test_order: str, cache_path: str,
     if isinstance(cached, str):
         warnings.warn(f"decoding the CIFAR-10 JPEG archive into {cache_path}, because {cached}; "
                       "this takes a minute once", CacheWarning, stacklevel=4)
-        build_cache(archive, train_order, test_order, cache_path)
+        payload = _payload(archive, train_order, test_order)
+        names = ("X_train", "y_train", "X_test", "y_test")
+        try:
+            _write_cache(payload, Path(cache_path))
+        except CacheWriteError as err:  # not fatal: use the tensors in memory (kept by lru_cache)
+            warnings.warn(f"could not cache the decoded CIFAR-10 images: {err} Using them from "
+                          "memory; they will be decoded again in the next process.",
+                          CacheWarning, stacklevel=4)
+            return {name: payload[name] for name in names}
         cached = _read_cache(Path(cache_path), archive_sha)
         if isinstance(cached, str):  # pragma: no cover - only if the disk lies
             raise DataFileError(f"the cache {cache_path} was just written but {cached}")

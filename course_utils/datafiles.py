@@ -15,7 +15,8 @@ Every file has a known SHA-256. :func:`ensure_file` returns the path of a verifi
 * present but the checksum differs → :class:`ChecksumError` (the file is left alone);
 * a folder (or other non-file) where the file should be → :class:`DataFileError` saying so;
 * missing and a download URL is known (and ``COURSE_OFFLINE`` is not set) → downloaded over
-  HTTPS into a temporary file, verified, and only then renamed into place;
+  HTTPS into a temporary file, verified, and only then renamed into place (``atomic_write.py``;
+  a disk that cannot take it raises :class:`DataWriteError`, naming the file and the cause);
 * missing and it comes inside an archive (``DataFile.member``) → :class:`MissingDataError`
   naming the archive; ``archives.ensure_from_archive`` fetches such a file;
 * otherwise → :class:`MissingDataError` naming the file, the checksum and where to put it.
@@ -27,7 +28,7 @@ every data file the course uses; :func:`dataset_status` (``make doctor``) checks
 
 Introduced in ``notebooks/04_softmax_regression.ipynb`` (through ``fashion_mnist.py``; used
 directly in ``17_optimizers.ipynb``).
-Copy alone.
+Copy with: ``atomic_write.py``.
 
 >>> ensure_file("timemachine/timemachine.txt").name
 'timemachine.txt'
@@ -39,8 +40,6 @@ import gzip
 import hashlib
 import http.client
 import os
-import re
-import secrets
 import ssl
 import time
 import urllib.error
@@ -53,6 +52,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+if __package__:  # part of course_utils (or of your own package)
+    from .atomic_write import STALE_TEMPORARY_SECONDS, WriteError, atomic_write
+else:  # copied flat next to its siblings (see the README, "Copying a module")
+    from atomic_write import STALE_TEMPORARY_SECONDS, WriteError, atomic_write
+
 __all__ = [
     "Archive",
     "DataFile",
@@ -60,6 +64,7 @@ __all__ = [
     "MissingDataError",
     "ChecksumError",
     "DownloadError",
+    "DataWriteError",
     "DataRootWarning",
     "FILES",
     "DATASETS",
@@ -69,6 +74,7 @@ __all__ = [
     "data_root",
     "offline_mode",
     "sha256sum",
+    "sha256sums",
     "verify",
     "ensure_file",
     "download",
@@ -80,8 +86,6 @@ MAX_DOWNLOAD_BYTES = 1 << 30
 """A download whose size is not known in advance is cut off beyond this (1 GiB)."""
 MAX_DECOMPRESSED_BYTES = 1 << 30
 """:func:`read_data_bytes` refuses a file that decompresses to more than this (1 GiB)."""
-STALE_TEMPORARY_SECONDS = 3600.0
-"""A temporary download file untouched for this long belongs to a killed download."""
 _CHUNK = 1 << 20
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -101,6 +105,13 @@ class ChecksumError(DataFileError):
 
 class DownloadError(DataFileError):
     """A download failed (offline, HTTP error, timeout, wrong checksum, refused redirect)."""
+
+
+class DataWriteError(DataFileError, WriteError):
+    """A data file could not be written (no space, read-only, no permission, too large)."""
+
+
+_ELSEWHERE = "set COURSE_DATA to a folder on another disk (the same sub-folders)"
 
 
 class DataRootWarning(UserWarning):
@@ -199,6 +210,13 @@ FILES: dict[str, DataFile] = {
             "fra.txt (SHA-256 0bb85dbaa1c8…) compressed with `gzip -9 -n`; ships with the repo. "
             "The original is fra-eng/fra.txt inside " + _D2L_URL + "fra-eng.zip",
             size=3411914,
+        ),
+        DataFile(
+            "fra-eng/_about.txt",
+            "79f39a53dbddaf7ab43c801f231089174a611f23987244056f9e3cb5aa79358b",
+            None,
+            "ManyThings' notes and terms for the 2019-04-07 release (the attribution); ships with the repo",
+            size=1441,
         ),
         DataFile(
             "cifar-10/data_batch_1_first2000.bin.gz",
@@ -355,6 +373,12 @@ def sha256sum(path: str | os.PathLike[str], chunk_size: int = _CHUNK) -> str:
     return digest.hexdigest()
 
 
+def sha256sums() -> str:
+    """The text of ``data/SHA256SUMS`` (``sha256sum -c`` format), generated from :data:`FILES`,
+    the one place each checksum is written (``tests/test_data_facts.py`` checks the file)."""
+    return "".join(f"{spec.sha256}  {relpath}\n" for relpath, spec in FILES.items())
+
+
 def _not_a_file(path: Path) -> str | None:
     """Why ``path`` exists but is not a regular file (``None`` if it is one or is missing)."""
     if path.is_dir():
@@ -457,49 +481,6 @@ def dataset_status(root: str | os.PathLike[str] | None = None) -> dict[str, str]
     return status
 
 
-# --- temporary files ------------------------------------------------------------------------
-
-def _create_temporary(dest: Path, suffix: str) -> tuple[int, Path]:
-    """A new file ``.<dest name>.<8 hex digits><suffix>`` beside ``dest``, opened for writing.
-
-    Created with ``O_EXCL`` (never an existing file or link) and mode 0o666 less the umask, like
-    any file the user creates.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}{suffix}")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:  # pragma: no cover - 1 in 4 billion
-            continue
-
-
-def _remove_stale_temporaries(dest: Path, suffix: str, max_age: float) -> list[Path]:
-    """Delete temporaries of ``dest`` that a killed writer left behind; return them.
-
-    Only regular files named like this module's temporaries for this very ``dest``
-    (``.<name>.<8 letters/digits><suffix>``) count, and only when unmodified for ``max_age``
-    seconds: a live writer keeps writing to its file, so a concurrent download's temporary is
-    never removed. Until then a stale temporary is harmless: nothing reads it.
-    """
-    pattern = re.compile(re.escape(f".{dest.name}.") + r"[a-z0-9_]{8}" + re.escape(suffix))
-    removed: list[Path] = []
-    try:
-        entries = list(os.scandir(dest.parent))
-    except OSError:
-        return removed
-    now = time.time()
-    for entry in entries:
-        try:
-            if (pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
-                    and now - entry.stat(follow_symlinks=False).st_mtime > max_age):
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        except OSError:  # gone meanwhile (another cleaner) or not ours to delete
-            continue
-    return removed
-
-
 # --- downloads ------------------------------------------------------------------------------
 
 class _HTTPSOnlyRedirects(urllib.request.HTTPRedirectHandler):
@@ -533,21 +514,23 @@ _NETWORK_ERRORS = (urllib.error.URLError, OSError, TimeoutError, http.client.HTT
                    _ShortBody)
 
 
-def _copy_body(response: Any, out: IO[bytes], limit: int, url: str) -> int:
+def _copy_body(response: Any, out: IO[bytes], limit: int, url: str) -> tuple[int, str]:
+    """Copy the body to ``out``; return its size and SHA-256."""
     headers = getattr(response, "headers", None)
     length = headers.get("Content-Length") if headers is not None else None
     if length is not None and length.isdigit() and int(length) > limit:
         raise DownloadError(f"{url} announces {int(length)} bytes, more than the {limit} allowed")
-    received = 0
+    received, digest = 0, hashlib.sha256()
     while chunk := response.read(_CHUNK):
         received += len(chunk)
+        digest.update(chunk)
         if received > limit:
             raise DownloadError(
                 f"{url} sent more than the {limit} bytes allowed (the expected size, or "
                 "datafiles.MAX_DOWNLOAD_BYTES); the file was not saved"
             )
         out.write(chunk)
-    return received
+    return received, digest.hexdigest()
 
 
 def download(
@@ -571,7 +554,8 @@ def download(
     URL is refused. The body may not exceed ``size`` (the expected size, when known) or else
     ``max_bytes``; a shorter body than ``size`` counts as an interrupted transfer. HTTP error
     statuses raise at once; network errors and truncated bodies are retried ``retries`` times;
-    a checksum mismatch is not retried. Temporaries of killed downloads of ``dest`` older than
+    a checksum mismatch is not retried, nor is a failed write (no space, read-only folder, ...),
+    which raises :class:`DataWriteError` naming ``dest``. Temporaries of killed downloads of ``dest`` older than
     :data:`STALE_TEMPORARY_SECONDS` are removed. ``opener(url, timeout=...)`` replaces the
     HTTPS opener (tests pass a fake). ``sha256=None`` skips the check: only for a file whose
     contents are verified afterwards (an archive whose members have known checksums). ``advice``
@@ -582,33 +566,28 @@ def download(
     if retries < 1:
         raise ValueError(f"retries must be at least 1, got {retries}")
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(dest, ".part", STALE_TEMPORARY_SECONDS)
     open_url = opener or _open_https
     limit = size if size is not None else max_bytes
     checksum = f" (SHA-256 {sha256})" if sha256 else ""
     by_hand = advice or f"Download it by hand and put it at {dest}{checksum}."
     last_error: BaseException | None = None
     for attempt in range(1, retries + 1):
-        fd, tmp = _create_temporary(dest, ".part")
         try:
-            with os.fdopen(fd, "wb") as out, open_url(url, timeout=timeout) as response:
+            # a failed write raises DataWriteError at once (no retry): it is not a network error
+            with atomic_write(dest, suffix=".part", error=DataWriteError, elsewhere=_ELSEWHERE) as out, \
+                    open_url(url, timeout=timeout) as response:
                 status = getattr(response, "status", 200)
                 if status != 200:
                     raise urllib.error.HTTPError(url, status, "bad status", None, None)  # type: ignore[arg-type]
-                received = _copy_body(response, out, limit, url)
-                out.flush()
-                os.fsync(out.fileno())  # on disk before the rename makes it the data file
-            if size is not None and received < size:
-                raise _ShortBody(f"the body ended after {received} of {size} bytes")
-            actual = sha256sum(tmp)
-            if sha256 is not None and actual != sha256.lower():
-                raise DownloadError(
-                    f"downloaded {url} but its SHA-256 is {actual}, expected {sha256}; "
-                    "the file was not saved"
-                )
-            os.replace(tmp, dest)
-            return dest
+                received, actual = _copy_body(response, out, limit, url)
+                if size is not None and received < size:
+                    raise _ShortBody(f"the body ended after {received} of {size} bytes")
+                if sha256 is not None and actual != sha256.lower():
+                    raise DownloadError(
+                        f"downloaded {url} but its SHA-256 is {actual}, expected {sha256}; "
+                        "the file was not saved"
+                    )
+            return dest  # renamed into place only now, verified and on disk
         except DownloadError as err:  # refused redirect, oversized body, wrong checksum
             raise DownloadError(f"{err}. {by_hand}") from err
         except urllib.error.HTTPError as err:
@@ -618,8 +597,6 @@ def download(
             last_error = err
             if attempt < retries:
                 time.sleep(backoff * attempt)
-        finally:
-            tmp.unlink(missing_ok=True)
     raise DownloadError(
         f"could not download {url} after {retries} attempts (last error: "
         f"{type(last_error).__name__}: {last_error}); are you offline? {by_hand}"

@@ -15,7 +15,7 @@ GroupLens' official zip (itself verified, then unpacked safely and each member c
 by ``archives.ensure_from_archive``.
 
 Introduced in ``notebooks/21_collaborative_filtering.ipynb``.
-Copy with: ``archives.py``, ``datafiles.py``, ``loaders.py``, ``tabular.py``.
+Copy with: ``archives.py``, ``datafiles.py``, ``atomic_write.py``, ``loaders.py``, ``tabular.py``.
 
 >>> data = load_movielens()
 >>> len(data), data.users.unique().numel(), data.titles[1]

@@ -7,7 +7,7 @@ batches and a :class:`LivePlot` of the per-epoch metrics. Needs matplotlib, and 
 tqdm where they are used (both come with Jupyter).
 
 Introduced in ``notebooks/04_softmax_regression.ipynb``.
-Copy alone.
+Copy with: ``atomic_write.py``.
 
 >>> ax = plot([0, 1, 2], [[0, 1, 4], [0, 1, 8]], xlabel="x", ylabel="y", legend=["x²", "x³"])
 >>> ax.get_xlabel()
@@ -37,6 +37,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+if __package__:  # part of course_utils (or of your own package)
+    from .atomic_write import atomic_write
+else:  # copied flat next to its siblings (see the README, "Copying a module")
+    from atomic_write import atomic_write
 
 __all__ = ["set_figsize", "plot", "show_images", "LivePlot", "TrainingMonitor", "in_notebook"]
 
@@ -275,10 +280,8 @@ class LivePlot:
             self._draw()
         if self.save_path is not None:
             fig = self._render()
-            self.save_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.save_path.with_name(self.save_path.name + ".tmp.png")
-            fig.savefig(tmp, dpi=100)
-            os.replace(tmp, self.save_path)
+            with atomic_write(self.save_path) as handle:  # a failed write raises WriteError
+                fig.savefig(handle, dpi=100, format="png")
 
 
 def _is_plotted(name: str) -> bool:

@@ -4,7 +4,7 @@ A notebook ends with ``report_results({"test_acc": 0.84})``. It prints the resul
 ``COURSE_RESULTS_FILE`` names a file (``make run`` sets it), appends one JSON line there.
 
 Introduced in ``notebooks/01_tensors.ipynb``.
-Copy alone.
+Copy with: ``atomic_write.py``.
 
 >>> report_results({"test_acc": 0.8421})
 results: test_acc=0.8421
@@ -18,6 +18,11 @@ import os
 from numbers import Real
 from pathlib import Path
 from typing import Mapping
+
+if __package__:  # part of course_utils (or of your own package)
+    from .atomic_write import atomic_write
+else:  # copied flat next to its siblings (see the README, "Copying a module")
+    from atomic_write import atomic_write
 
 __all__ = ["report_results", "read_results"]
 
@@ -39,7 +44,8 @@ def _as_plain(value: object) -> float | int | str:
 
 def report_results(results: Mapping[str, object]) -> None:
     """Print ``results`` on one short line (4 significant digits) and append them, unrounded, to
-    ``$COURSE_RESULTS_FILE`` if set. Returns nothing, so a notebook's last cell echoes no ``Out[]``."""
+    ``$COURSE_RESULTS_FILE`` if set (the file is rewritten whole, with ``atomic_write``; a
+    failed write raises ``WriteError``). Returns nothing, so a notebook's last cell echoes no ``Out[]``."""
     if not results:
         raise ValueError("report_results needs at least one result")
     plain = {str(key): _as_plain(value) for key, value in results.items()}
@@ -48,9 +54,10 @@ def report_results(results: Mapping[str, object]) -> None:
     )
     print(f"results: {shown}")
     target = os.environ.get("COURSE_RESULTS_FILE", "").strip()
-    if target:
-        with open(target, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(plain) + "\n")
+    if target:  # the old lines and the new one, written whole (never a half line)
+        old = Path(target).read_text(encoding="utf-8") if Path(target).is_file() else ""
+        with atomic_write(target, "w", elsewhere="point COURSE_RESULTS_FILE at another disk") as handle:
+            handle.write(old + json.dumps(plain) + "\n")
 
 
 def read_results(path: str | os.PathLike[str]) -> dict[str, float | int | str]:

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from course_utils import distributed
+from course_utils.checkpoints import save_checkpoint
 from course_utils.loaders import tensor_loader
 from course_utils.settings import get_device
 from course_utils.training import evaluate_accuracy, fit
@@ -61,8 +62,8 @@ def main() -> None:
     if main_process:
         print(history)
         if args.out:
-            torch.save({"state": net.state_dict(), "history": history.as_dict(),
-                        "world": distributed.world_size()}, args.out)
+            save_checkpoint(args.out, {"state": net.state_dict(), "history": history.as_dict(),  # atomic
+                                       "world": distributed.world_size()})
     distributed.cleanup()                                                        # DDP: leave the group
 
 

@@ -151,7 +151,9 @@ def test_a_failed_move_puts_everything_back(tmp_path, monkeypatch):
         return real(src, dst)
 
     monkeypatch.setattr(os, "replace", flaky)
-    fails_cleanly(tmp_path, body, specs(None), df.DataFileError, "No space left")
+    err = fails_cleanly(tmp_path, body, specs(None), df.DataWriteError, "pack/b.txt", "no space left on the device",
+                        "COURSE_DATA")
+    assert isinstance(err.__cause__, OSError) and err.__cause__.errno == 28
 
 
 def test_ensure_from_archive_fetches_the_whole_archive_once(tmp_path, monkeypatch):

@@ -42,6 +42,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 import warm_start  # noqa: E402
 
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from course_utils.atomic_write import write_text  # noqa: E402  (standard library only: no torch)
+
 try:
     from cpu_count import usable_cores  # affinity capped by the cgroup quota
 except ImportError:  # pragma: no cover
@@ -321,9 +325,8 @@ def write_reports(outcomes: list[Outcome], out: Path, wall: float) -> str:
     if baseline_failed:
         lines.append(f"Baseline FAILED (the unmutated notebook fails): {', '.join(baseline_failed)}.")
     markdown = "\n".join(lines) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "mutants.md").write_text(markdown, encoding="utf-8")
-    (out / "mutants.json").write_text(json.dumps([asdict(o) for o in outcomes], indent=1), encoding="utf-8")
+    write_text(out / "mutants.md", markdown)  # whole or not at all; a failed write raises WriteError
+    write_text(out / "mutants.json", json.dumps([asdict(o) for o in outcomes], indent=1))
     return markdown
 
 

@@ -14,12 +14,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from course_utils.atomic_write import atomic_write  # noqa: E402
+
 MARKER = "# NBVAL_CHECK_OUTPUT"
 
 
@@ -74,17 +78,6 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def write_atomic(nb: nbformat.NotebookNode, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            nbformat.write(nb, handle)
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def execute(nb: nbformat.NotebookNode, path: Path, timeout: int = 600) -> nbformat.NotebookNode:
     from nbclient import NotebookClient
 
@@ -112,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "refresh":
             print(f"executing {path.name} (smoke mode) ...", flush=True)
             execute(nb, path)
-        write_atomic(clean(nb), path)
+        with atomic_write(path, "w") as handle:  # keeps the notebook's permissions
+            nbformat.write(clean(nb), handle)
         kept = sum(1 for c in nb.cells if is_checked(c))
         print(f"{path.name}: kept outputs of {kept} checked cell(s)")
     if args.command == "check" and not failed:

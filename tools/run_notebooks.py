@@ -36,10 +36,12 @@ import nbformat
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from course_utils.atomic_write import WriteError, atomic_write, write_bytes, write_text  # noqa: E402
 from course_utils.report import read_results  # noqa: E402
 from tools.website.offline import MATHJAX_CONFIG, copy_mathjax, export_html, external_loads, run_banner  # noqa: E402
 
 MATHJAX_DIR = "_static/mathjax"  # under the output folder, shared by every page
+ELSEWHERE = "pass --out a folder on another disk"  # what a failed write (WriteError) advises
 
 # What the d2l book (1.0.3, PyTorch) shows for the comparable experiment; approximate, read
 # off the book's printed numbers and plots. Shown next to our results in the report.
@@ -117,8 +119,7 @@ def save_thumbnail(nb: nbformat.NotebookNode, target: Path) -> str:
     last_png = thumbnail_png(nb)
     if last_png is None:
         return ""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(base64.b64decode(last_png))
+    write_bytes(target, base64.b64decode(last_png), elsewhere=ELSEWHERE)
     return str(target)
 
 
@@ -176,14 +177,15 @@ def run_one(path: Path, out_dir: Path, timeout: int, threads: int | None = None,
         "status": outcome.status,
         "failing_cell": outcome.failing_cell,
     }
-    nbformat.write(nb, out_dir / path.name)
+    with atomic_write(out_dir / path.name, "w", elsewhere=ELSEWHERE) as handle:
+        nbformat.write(nb, handle)
     body = export_html(nb, mathjax_url=f"{MATHJAX_DIR}/MathJax.js?config={MATHJAX_CONFIG}",
                        banner=run_banner(nb.metadata["course_run"]), strict=False)
     external = external_loads(body)
     if external:
         print(f"warning: {path.stem}.html loads from other hosts (an output embeds them): "
               f"{', '.join(external[:3])}", file=sys.stderr, flush=True)
-    (out_dir / f"{path.stem}.html").write_text(body, encoding="utf-8")
+    write_text(out_dir / f"{path.stem}.html", body, elsewhere=ELSEWHERE)
     outcome.thumbnail = save_thumbnail(nb, out_dir / "thumbs" / f"{path.stem}.png")
     outcome.results = dict(read_results(results_file))
     return outcome
@@ -222,7 +224,7 @@ def write_reports(outcomes: list[Outcome], out_dir: Path, smoke: bool) -> str:
     failed = [o.name for o in outcomes if o.status != "ok"]
     lines += ["", f"Total: {total:.1f} s, {len(outcomes) - len(failed)} ok, {len(failed)} failed."]
     markdown = "\n".join(lines) + "\n"
-    (out_dir / "report.md").write_text(markdown, encoding="utf-8")
+    write_text(out_dir / "report.md", markdown, elsewhere=ELSEWHERE)
     rows = []
     for o in outcomes:
         thumb = (f'<a href="thumbs/{o.name}.png"><img src="thumbs/{o.name}.png" width="360" '
@@ -246,14 +248,20 @@ def write_reports(outcomes: list[Outcome], out_dir: Path, smoke: bool) -> str:
         f"<th>status</th><th>seconds</th><th>{html.escape(results_label)}</th>"
         f"<th>{html.escape(book_label)}</th></tr>" + "".join(rows) + f"</table><p>Total: {total:.1f} s</p>"
     )
-    (out_dir / "report.html").write_text(page, encoding="utf-8")
-    (out_dir / "report.json").write_text(
-        json.dumps([o.__dict__ for o in outcomes], indent=2), encoding="utf-8"
-    )
+    write_text(out_dir / "report.html", page, elsewhere=ELSEWHERE)
+    write_text(out_dir / "report.json", json.dumps([o.__dict__ for o in outcomes], indent=2), elsewhere=ELSEWHERE)
     return markdown
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except WriteError as err:  # a full disk or read-only folder: one clear line, not a traceback
+        print(f"\nmake run: {err}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*")
     parser.add_argument("--out", default=str(REPO / "build"))

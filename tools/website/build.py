@@ -20,6 +20,8 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -31,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from course_utils.atomic_write import WRITE_ERRNOS, WriteError  # noqa: E402
 from tools.add_colab_cell import colab_url  # noqa: E402
 from tools.website.offline import (  # noqa: E402
     OfflineError,
@@ -48,6 +51,35 @@ __all__ = ["Chapter", "chapter_table", "search_sections", "build_site", "main"]
 
 class SiteError(RuntimeError):
     """The site cannot be built from these inputs (the message says why)."""
+
+
+class SiteWriteError(SiteError, WriteError):
+    """The site could not be written (no space, read-only, no permission, too large)."""
+
+
+@contextmanager
+def _site_writes(tmp: Path, out: Path) -> Iterator[None]:
+    """Remove the half-built ``tmp`` on any error; a failed write becomes a :class:`SiteWriteError`
+    naming the file (the old site in ``out`` is kept)."""
+    try:
+        yield
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+            where = Path(err.filename) if isinstance(err.filename, str) else out
+            raise SiteWriteError.from_os_error(where, err, elsewhere="pass --out a folder on another disk",
+                                               doing=f"building the site {out}; the old site is kept") from err
+        raise
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Put the finished folder ``new`` at ``out``; the old ``out`` is removed only afterwards."""
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    new.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass
@@ -268,51 +300,51 @@ def build_site(src: Path, out: Path, readme: Path, *, quiet: bool = False) -> di
     site_title, intro = _readme_intro(readme.read_text(encoding="utf-8"))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    static = tmp / STATIC
-    static.mkdir(parents=True)
-    mathjax_url = f"{STATIC}/mathjax/" + copy_mathjax(static / "mathjax")
-    for asset in ("site.css", "search.js"):
-        shutil.copyfile(HERE / "static" / asset, static / asset)
-    (static / "notebook.css").write_text(_lab_css(), encoding="utf-8")
+    with _site_writes(tmp, out):
+        static = tmp / STATIC
+        static.mkdir(parents=True)
+        mathjax_url = f"{STATIC}/mathjax/" + copy_mathjax(static / "mathjax")
+        for asset in ("site.css", "search.js"):
+            shutil.copyfile(HERE / "static" / asset, static / asset)
+        (static / "notebook.css").write_text(_lab_css(), encoding="utf-8")
 
-    index: list[dict[str, str]] = []
-    for i, chapter in enumerate(chapters):
-        nb = nbformat.read(chapter.path, as_version=4)
-        neighbour = {
-            "prev": chapters[i - 1] if i > 0 else None,
-            "next": chapters[i + 1] if i + 1 < len(chapters) else None,
-        }
-        page = {
-            "site_title": site_title,
-            "static": STATIC,
-            "colab_url": colab_url(chapter.name),
-            **{k: ({"href": c.href, "title": c.title} if c else None) for k, c in neighbour.items()},
-        }
-        body = export_html(nb, mathjax_url=mathjax_url, banner=run_banner(chapter.run), page=page)
-        (tmp / chapter.href).write_text(body, encoding="utf-8")
-        for section in search_sections(body):
-            index.append({"p": chapter.href, "c": chapter.title, **section})
-        if not quiet:
-            print(f"  {chapter.href}", flush=True)
+        index: list[dict[str, str]] = []
+        for i, chapter in enumerate(chapters):
+            nb = nbformat.read(chapter.path, as_version=4)
+            neighbour = {
+                "prev": chapters[i - 1] if i > 0 else None,
+                "next": chapters[i + 1] if i + 1 < len(chapters) else None,
+            }
+            page = {
+                "site_title": site_title,
+                "static": STATIC,
+                "colab_url": colab_url(chapter.name),
+                **{k: ({"href": c.href, "title": c.title} if c else None) for k, c in neighbour.items()},
+            }
+            body = export_html(nb, mathjax_url=mathjax_url, banner=run_banner(chapter.run), page=page)
+            (tmp / chapter.href).write_text(body, encoding="utf-8")
+            for section in search_sections(body):
+                index.append({"p": chapter.href, "c": chapter.title, **section})
+            if not quiet:
+                print(f"  {chapter.href}", flush=True)
 
-    by_name = {c.name: c for c in chapters}
-    table_header, table_rows = _home_rows(header, rows, by_name)
-    listed = {n for row in rows for cell in row for n in re.findall(r"`(\d\d_[A-Za-z0-9_]+)`", cell)}
-    home = _render(
-        "home.html.j2", site_title=site_title, intro=_inline_markdown(intro) if intro else "",
-        mode=_site_mode(chapters), header=table_header, rows=table_rows, static=STATIC,
-        first=chapters[0], unlisted=[c for c in chapters if c.name not in listed],
-    )
-    external = external_loads(home)
-    if external:
-        raise OfflineError(f"the home page would load from other hosts: {', '.join(external[:5])}")
-    (tmp / "index.html").write_text(home, encoding="utf-8")
-    (static / "search_index.js").write_text(
-        "window.COURSE_SEARCH_INDEX = " + json.dumps(index, ensure_ascii=False, separators=(",", ":")) + ";\n",
-        encoding="utf-8")
+        by_name = {c.name: c for c in chapters}
+        table_header, table_rows = _home_rows(header, rows, by_name)
+        listed = {n for row in rows for cell in row for n in re.findall(r"`(\d\d_[A-Za-z0-9_]+)`", cell)}
+        home = _render(
+            "home.html.j2", site_title=site_title, intro=_inline_markdown(intro) if intro else "",
+            mode=_site_mode(chapters), header=table_header, rows=table_rows, static=STATIC,
+            first=chapters[0], unlisted=[c for c in chapters if c.name not in listed],
+        )
+        external = external_loads(home)
+        if external:
+            raise OfflineError(f"the home page would load from other hosts: {', '.join(external[:5])}")
+        (tmp / "index.html").write_text(home, encoding="utf-8")
+        (static / "search_index.js").write_text(
+            "window.COURSE_SEARCH_INDEX = " + json.dumps(index, ensure_ascii=False, separators=(",", ":")) + ";\n",
+            encoding="utf-8")
 
-    shutil.rmtree(out, ignore_errors=True)  # replace the old site only once the new one is complete
-    tmp.rename(out)
+        _swap_in(tmp, out)  # replace the old site only once the new one is complete
     files = [p for p in out.rglob("*") if p.is_file()]
     summary = {
         "pages": len(chapters) + 1,
