@@ -15,7 +15,7 @@ float16 mixed precision is the same loop, not a second one.
 ``language_model.py`` and ``seq2seq.py`` add their own steps the same way.
 
 Introduced in ``notebooks/04_softmax_regression.ipynb``.
-Copy with: ``checkpoints.py``, ``plotting.py``, ``settings.py``.
+Copy with: ``checkpoints.py``, ``atomic_write.py``, ``plotting.py``, ``settings.py``.
 
 >>> import torch
 >>> from torch import nn
