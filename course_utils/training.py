@@ -70,7 +70,7 @@ __all__ = [
 StepResult = torch.Tensor | tuple[torch.Tensor, int]
 Step = Callable[[nn.Module, Any], StepResult]
 Evaluate = Callable[[nn.Module], Mapping[str, float]]
-HOOKS = ("before_fit", "before_epoch", "before_batch", "after_backward", "after_epoch")
+HOOKS = ("before_fit", "before_epoch", "before_batch", "after_backward", "after_step", "after_epoch")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -165,12 +165,18 @@ def _short(value: float) -> str:
 
 @dataclass
 class FitState:
-    """What callbacks see: the model, the optimizer, where the loop is, this epoch's metrics.
+    """What callbacks see: the model, the optimizer, where the loop is, the batch's loss, this
+    epoch's metrics.
 
     A callback is any object with some of the methods ``before_fit``, ``before_epoch``,
-    ``before_batch``, ``after_backward`` and ``after_epoch``; each gets this state. A callback
-    may replace ``batch`` (in ``before_batch``), add to ``metrics`` (in ``after_epoch``) or set
-    ``stop = True`` to end training after the current epoch.
+    ``before_batch``, ``after_backward`` (gradients computed, not yet applied), ``after_step``
+    (after ``optimizer.step()``) and ``after_epoch``; each gets this state. ``loss`` is the
+    batch's loss as ``step`` returned it, detached (a tensor on the model's device: reading it
+    with ``float()`` waits for the device), from ``after_backward`` on. A callback may replace
+    ``batch`` (in ``before_batch``), add to ``metrics`` (in ``after_epoch``) or set
+    ``stop = True`` to end training: set in ``after_epoch`` it ends after that epoch, set in a
+    batch's hook it ends after that batch (the epoch then ends early, and is evaluated and
+    recorded over the batches it ran).
     """
 
     model: nn.Module
@@ -181,6 +187,7 @@ class FitState:
     epoch: int = 0
     batch_index: int = 0
     batch: Any = None
+    loss: torch.Tensor | None = None
     count: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     stop: bool = False
@@ -240,7 +247,8 @@ def fit(
                 run.batch_index, run.batch = i, batch
                 _call(callbacks, "before_batch", run)
                 loss, n = _loss_and_weight(step(model, run.batch), run.batch)
-                value = float(loss.detach())  # waits for the device: one number per batch
+                run.loss = loss.detach()
+                value = float(run.loss)  # waits for the device: one number per batch
                 if not math.isfinite(value):
                     raise _diverged(value, epoch, i)
                 optimizer.zero_grad()
@@ -248,10 +256,13 @@ def fit(
                 _call(callbacks, "after_backward", run)
                 scaler.step(optimizer)
                 scaler.update()
+                _call(callbacks, "after_step", run)
                 if scheduler is not None and scheduler_interval == "batch":
                     scheduler.step()
                 total, run.count = total + value * n, run.count + n
                 monitor.step(epoch=epoch, loss=value)
+                if run.stop:
+                    break
             if run.batch_index == 0:
                 raise ValueError("the training data (train_iter) yielded no batches")
             if scheduler is not None and scheduler_interval == "epoch":

@@ -178,6 +178,9 @@ def test_callbacks_see_every_hook_in_order_and_can_stop_and_add_metrics():
         def after_backward(self, run):
             events.append(("after_backward", run.batch_index))
 
+        def after_step(self, run):
+            events.append(("after_step", run.batch_index))
+
         def after_epoch(self, run):
             events.append(("after_epoch", run.epoch, run.count))
             run.metrics["seen"] = run.count
@@ -194,10 +197,36 @@ def test_callbacks_see_every_hook_in_order_and_can_stop_and_add_metrics():
                optimizer=torch.optim.SGD(net.parameters(), lr=0.1), callbacks=[Recorder()], **quiet())
     assert h.epochs == [1, 2] and h["seen"] == [48, 48]  # stopped after epoch 2
     assert seen_inputs == [0.0] * 6
-    per_epoch = [("before_batch", 1), ("after_backward", 1), ("before_batch", 2), ("after_backward", 2),
-                 ("before_batch", 3), ("after_backward", 3)]
+    per_epoch = [event for i in (1, 2, 3) for event in (("before_batch", i), ("after_backward", i), ("after_step", i))]
     assert events == [("before_fit", 5), ("before_epoch", 1), *per_epoch, ("after_epoch", 1, 48),
                       ("before_epoch", 2), *per_epoch, ("after_epoch", 2, 48)]
+
+
+def test_callbacks_see_the_loss_before_and_after_the_step_and_can_stop_after_any_batch():
+    X, y = blobs(64)
+    batches = [(X[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+    returned, seen = [], []
+
+    def step(model, batch):
+        returned.append(ce_step(model, batch))
+        return returned[-1]
+
+    class StopAfterTwo:
+        def after_backward(self, run):  # gradients computed, weights not yet changed
+            self.weight = run.model[0].weight.detach().clone()
+
+        def after_step(self, run):
+            assert not torch.equal(run.model[0].weight, self.weight)  # after optimizer.step()
+            assert isinstance(run.loss, torch.Tensor) and not run.loss.requires_grad
+            seen.append(run.loss)
+            run.stop = run.batch_index == 2
+
+    net = small_net()
+    h = tr.fit(net, batches, step, 3, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+               callbacks=[StopAfterTwo()], **quiet())
+    assert len(returned) == 2 and h.epochs == [1]  # stopped after batch 2 of epoch 1
+    assert [float(v) for v in seen] == [float(v) for v in returned]
+    assert h["train_loss"] == [(float(returned[0]) + float(returned[1])) / 2]  # the batches it ran
 
 
 def test_clip_grad_norm_bounds_the_update_and_records_the_norm():
