@@ -1,5 +1,6 @@
 """The training core (fit, History, callbacks) and the classifier built on it."""
 
+import inspect
 import math
 
 import pytest
@@ -477,3 +478,79 @@ def test_train_classifier_forward_runs_in_the_chosen_precision(monkeypatch, prec
                             mixed_precision=mixed, progress=False, plot=False)
     assert seen == [expected, expected]
     assert net[0].weight.dtype == torch.float32 and math.isfinite(h.train_loss[-1])  # master weights stay fp32
+
+
+# --- wrappers pass every fit option (issue 33) -------------------------------------------------
+
+def _wrappers():
+    """(name, call(**fit_options)) for every convenience wrapper around fit."""
+    from course_utils.language_model import RNNLanguageModel, train_language_model
+    from course_utils.seq2seq import train_seq2seq
+
+    lm = RNNLanguageModel(nn.GRU(3, 4, batch_first=True), 3)
+    return [
+        ("train_classifier", lambda **o: tr.train_classifier(
+            small_net(), [], None, nn.CrossEntropyLoss(), torch.optim.SGD(small_net().parameters(), lr=0.1), 1,
+            "cpu", **o)),
+        ("train_language_model", lambda **o: train_language_model(
+            lm, [], None, torch.optim.SGD(lm.parameters(), lr=0.1), 1, "cpu", **o)),
+        ("train_seq2seq", lambda **o: train_seq2seq(
+            nn.Linear(1, 1), [], None, torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1), 1, "cpu", **o)),
+    ]
+
+
+def test_fit_options_are_exactly_fits_keyword_options():
+    """Fails when fit gains (or loses, or retypes) a keyword: FitOptions, and so every wrapper's
+    **fit_options, must follow."""
+    keywords = {name: p.annotation for name, p in inspect.signature(tr.fit).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and name != "optimizer"}  # optimizer: a wrapper's own argument
+    options = {name: getattr(t, "__forward_arg__", t) for name, t in tr.FitOptions.__annotations__.items()}
+    assert options == keywords
+
+
+def test_every_wrapper_passes_every_fit_option_unchanged(monkeypatch):
+    from course_utils.language_model import train_language_model
+    from course_utils.seq2seq import train_seq2seq
+
+    for wrapper in (tr.train_classifier, train_language_model, train_seq2seq):
+        params = inspect.signature(wrapper).parameters
+        assert [p.annotation for p in params.values() if p.kind is p.VAR_KEYWORD] == ["Unpack[FitOptions]"]
+        assert not set(params) & set(tr.FitOptions.__annotations__), wrapper  # none restated by hand
+    seen = {}
+    monkeypatch.setattr(tr, "fit", lambda *args, **kwargs: seen.update(kwargs) or tr.History())
+    mine = tr.Throughput("mine")
+    values = dict(scheduler=object(), scheduler_interval="batch", evaluate=lambda model: {"mine": 7.0},
+                  callbacks=[mine], scaler=object(), checkpoint_path="ckpt.pt", resume=True, progress=True,
+                  plot=["train_loss"], title="a title")
+    assert set(values) == set(tr.FitOptions.__annotations__)
+    for name, call in _wrappers():
+        seen.clear()
+        call(**values)
+        for option, value in values.items():
+            if option == "callbacks":
+                assert seen[option][-1] is mine, name  # after the wrapper's own callbacks
+            elif option == "evaluate":
+                assert seen[option](small_net())["mine"] == 7.0, name  # added to the wrapper's metrics
+            else:
+                assert seen[option] is value, (name, option)
+
+
+def test_fit_with_adds_the_callers_metrics_and_refuses_a_clash():
+    X, y = blobs(32)
+    net = small_net()
+    options = tr.FitOptions(evaluate=lambda model: {"extra": 1.0}, **quiet())
+    h = tr.train_classifier(net, [(X, y)], [(X, y)], nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.1),
+                            1, **options)
+    assert h["extra"] == [1.0] and "test_acc" in h
+    with pytest.raises(ValueError, match=r"evaluate reports \['test_acc'\]"):
+        tr.train_classifier(net, [(X, y)], [(X, y)], nn.CrossEntropyLoss(),
+                            torch.optim.SGD(net.parameters(), lr=0.1), 1, evaluate=lambda m: {"test_acc": 0.0},
+                            **quiet())
+
+
+def test_model_device_is_the_given_device_else_the_first_parameter_or_buffer():
+    assert tr.model_device(nn.Linear(2, 1)) == torch.device("cpu")
+    assert tr.model_device(nn.Linear(2, 1), "meta") == torch.device("meta")
+    assert tr.model_device(nn.Linear(2, 1).to("meta")) == torch.device("meta")
+    assert tr.model_device(nn.BatchNorm1d(2, affine=False).to("meta")) == torch.device("meta")  # a buffer
+    assert tr.model_device(nn.ReLU()) == torch.device("cpu")
