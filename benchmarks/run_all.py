@@ -37,6 +37,7 @@ RESULTS = HERE / "results"
 sys.path.insert(0, str(REPO))
 
 from course_utils.atomic_write import write_text  # noqa: E402
+from course_utils.cores import usable_cores  # noqa: E402
 
 
 def machine() -> dict[str, str]:
@@ -50,7 +51,7 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     return {"cpu": cpu, "cores": str(cores), "python": platform.python_version(),
             "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 

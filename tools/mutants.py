@@ -41,16 +41,12 @@ else:  # pragma: no cover
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 import warm_start  # noqa: E402
+from cpu_count import usable_cores  # noqa: E402  (course_utils.cores: affinity capped by the cgroup quota)
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from course_utils.atomic_write import write_text  # noqa: E402  (standard library only: no torch)
 
-try:
-    from cpu_count import usable_cores  # affinity capped by the cgroup quota
-except ImportError:  # pragma: no cover
-    def usable_cores() -> int:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 KEYS = {"id", "bug", "find", "replace"}
 # `python -m pytest`, minus ~3 CPU-seconds of start-up per run that the notebook tests never use:
 # jsonschema's optional IRI checker (rfc3987_syntax builds a grammar on import; nbval imports
