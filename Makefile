@@ -46,7 +46,7 @@ lab: $(STAMP)
 		$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/
 
 test: $(STAMP)
-	$(PY) -m ruff check course_utils examples
+	$(PY) -m ruff check course_utils examples tools benchmarks tests conftest.py notebooks
 	$(PY) -m mypy
 	COURSE_SMOKE=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env \
 		--cov=course_utils --cov-report=term $(PYTEST_ARGS)

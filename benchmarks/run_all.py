@@ -70,13 +70,13 @@ def bench_suite() -> dict:
         env = dict(os.environ, COURSE_SMOKE="1")
         tic = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "auto", "--dist",
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(usable_cores()), "--dist",
              "loadfile", "--nbval-lax", "--nbval-current-env", "notebooks", f"--junitxml={junit}"],
             cwd=REPO, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - tic
         per_notebook: dict[str, float] = defaultdict(float)
         for case in ET.parse(junit).getroot().iter("testcase"):
-            name = Path(case.get("file") or case.get("classname", "?")).name or "?"
+            name = Path(case.get("file") or case.get("classname") or "?").name or "?"
             name = name.split("::")[0].removeprefix("notebooks.")
             per_notebook[name] += float(case.get("time", 0))
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -51,7 +51,7 @@ def test_fit_runs_chapter_03s_loop_exactly():
             loss.backward()
             optimizer.step()
     tr.fit(by_fit, batches, ce_step, 3, optimizer=torch.optim.SGD(by_fit.parameters(), lr=0.1), **quiet())
-    for p, q in zip(by_hand.parameters(), by_fit.parameters()):
+    for p, q in zip(by_hand.parameters(), by_fit.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
@@ -236,7 +236,7 @@ def test_clip_grad_norm_bounds_the_update_and_records_the_norm():
     before = [p.detach().clone() for p in net.parameters()]
     h = tr.fit(net, load_array((X * 1000, y), 32), ce_step, 1, optimizer=torch.optim.SGD(net.parameters(), lr=1.0),
                callbacks=[tr.ClipGradNorm(0.01, record="grad_norm")], **quiet())
-    step = torch.sqrt(sum(((p.detach() - q) ** 2).sum() for p, q in zip(net.parameters(), before)))
+    step = torch.sqrt(sum(((p.detach() - q) ** 2).sum() for p, q in zip(net.parameters(), before, strict=True)))
     assert step <= 0.01 + 1e-6 and h["grad_norm"][0] > 1.0  # the norm before clipping
     with pytest.raises(ValueError, match="max_norm"):
         tr.ClipGradNorm(0)
@@ -270,7 +270,7 @@ def test_channels_last_keeps_results_within_tolerance():
                optimizer=torch.optim.SGD(net.parameters(), lr=0.1), callbacks=callbacks, **quiet())
         nets.append(net)
     assert nets[1][0].weight.is_contiguous(memory_format=torch.channels_last)
-    for p, q in zip(nets[0].parameters(), nets[1].parameters()):
+    for p, q in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
@@ -306,7 +306,8 @@ def test_live_plot_title_defaults_to_the_models_name(monkeypatch):
         tr.fit(net, load_array((X, y), 16), ce_step, 1, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
                progress=False, plot=False, title=title)
     assert titles == [tr.model_name(small_net()), "mine"]
-    assert tr.model_name(nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.ReLU())) == "Sequential: Flatten → Linear → ReLU"
+    sequential = nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.ReLU())
+    assert tr.model_name(sequential) == "Sequential: Flatten → Linear → ReLU"
     assert tr.model_name(nn.Linear(2, 3)) == "Linear"
     assert tr.model_name(nn.Sequential(*[nn.ReLU()] * 7)) == "Sequential"  # too long to list
 
@@ -320,7 +321,7 @@ def test_history_access_errors_and_consistency():
     with pytest.raises(KeyError, match=r"no metric 'val_acc'.*\['test_acc', 'train_loss'\]"):
         h["val_acc"]
     with pytest.raises(AttributeError, match="no attribute or metric 'val_acc'"):
-        h.val_acc
+        _ = h.val_acc
     with pytest.raises(ValueError, match=r"epoch 2 reports metrics \['train_loss'\]"):
         h.append(2, {"train_loss": 0.5})
 
