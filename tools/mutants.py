@@ -40,12 +40,9 @@ else:  # pragma: no cover
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from course_utils.atomic_write import write_text  # noqa: E402  (standard library only: no torch)
 from tools import warm_start  # noqa: E402
 from tools.cpu_count import usable_cores  # noqa: E402  (course_utils.cores: affinity capped by the cgroup quota)
-
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-from course_utils.atomic_write import write_text  # noqa: E402  (standard library only: no torch)
 
 KEYS = {"id", "bug", "find", "replace"}
 # `python -m pytest`, minus ~3 CPU-seconds of start-up per run that the notebook tests never use:
