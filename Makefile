@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-JOBS ?= auto
+# pytest workers for make test: the cores this process may really use (affinity and cgroup quota,
+# tools/cpu_count.py), not pytest-xdist's "auto" (all the host's cores a container may see)
+JOBS ?= $(shell $(PYTHON) tools/cpu_count.py)
 # make bench also runs chapter 24 in full mode (CIFAR-10 time to 0.85, about 15 minutes); BENCH_ARGS= skips it
 BENCH_ARGS ?= --chapters 24
 RUN_JOBS ?= 1
@@ -44,7 +46,7 @@ lab: $(STAMP)
 		$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/
 
 test: $(STAMP)
-	$(PY) -m ruff check course_utils examples
+	$(PY) -m ruff check course_utils examples tools benchmarks tests conftest.py notebooks
 	$(PY) -m mypy
 	COURSE_SMOKE=1 $(PY) -m pytest -n $(JOBS) --dist loadfile --nbval-lax --nbval-current-env \
 		--cov=course_utils --cov-report=term $(PYTEST_ARGS)

@@ -32,7 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # letting each torch use all of them (2 workers x 2 threads on 2 cores thrash).
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
     if workers and int(workers) > 1:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = str(max(1, cores // int(workers)))
+        from course_utils.cores import usable_cores  # affinity capped by the cgroup quota
+
+        threads = str(max(1, usable_cores() // int(workers)))
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ.setdefault(var, threads)

@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 from course_utils.atomic_write import write_text  # noqa: E402
 
 
-def lenet() -> nn.Module:
+def lenet() -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(1, 6, kernel_size=5, padding=2), nn.Sigmoid(),
         nn.AvgPool2d(kernel_size=2, stride=2),
@@ -113,7 +113,8 @@ def main() -> None:
     parser.add_argument("--layout", choices=["auto", "default", "channels-last"], default="auto",
                         help="course side: the memory layout (auto: the settings' choice)")
     args = parser.parse_args()
-    result = run_d2l(args.epochs) if args.side == "d2l" else run_course(args.epochs, args.layout)
+    result: dict[str, float | str] = {**(run_d2l(args.epochs) if args.side == "d2l" else
+                                         run_course(args.epochs, args.layout))}
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     result["peak_rss_workers_mib"] = children

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from bench_lenet import lenet  # noqa: E402
 from fashion_recipe import fast_cnn  # noqa: E402
 
 from course_utils.atomic_write import write_text  # noqa: E402
+from course_utils.cores import usable_cores  # noqa: E402
 from course_utils.settings import channels_last_report, precision_report  # noqa: E402
 
 BATCH = 256
@@ -61,7 +61,7 @@ def nominal_fp32_peak_gflops() -> tuple[float, str] | None:
     mhz = [float(line.split(":")[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
     flags = next((line for line in info.splitlines() if line.startswith("flags")), "").split()
     per_cycle, isa = (64, "AVX-512") if "avx512f" in flags else (32, "AVX2") if "avx2" in flags else (0, "")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     if not mhz or not per_cycle:
         return None
     how = f"{cores} cores × {mhz[0] / 1000:.2f} GHz × {per_cycle} FLOP/cycle ({isa})"

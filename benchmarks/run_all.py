@@ -37,6 +37,7 @@ RESULTS = HERE / "results"
 sys.path.insert(0, str(REPO))
 
 from course_utils.atomic_write import write_text  # noqa: E402
+from course_utils.cores import usable_cores  # noqa: E402
 
 
 def machine() -> dict[str, str]:
@@ -50,7 +51,7 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     return {"cpu": cpu, "cores": str(cores), "python": platform.python_version(),
             "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
@@ -69,13 +70,13 @@ def bench_suite() -> dict:
         env = dict(os.environ, COURSE_SMOKE="1")
         tic = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "auto", "--dist",
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(usable_cores()), "--dist",
              "loadfile", "--nbval-lax", "--nbval-current-env", "notebooks", f"--junitxml={junit}"],
             cwd=REPO, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - tic
         per_notebook: dict[str, float] = defaultdict(float)
         for case in ET.parse(junit).getroot().iter("testcase"):
-            name = Path(case.get("file") or case.get("classname", "?")).name or "?"
+            name = Path(case.get("file") or case.get("classname") or "?").name or "?"
             name = name.split("::")[0].removeprefix("notebooks.")
             per_notebook[name] += float(case.get("time", 0))
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -25,17 +25,18 @@ Copy with: ``training.py``, ``checkpoints.py``, ``atomic_write.py``, ``plotting.
 from __future__ import annotations
 
 import math
-import os
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 if __package__:  # part of course_utils (or of your own package)
-    from .training import ClipGradNorm, FitState, History, Throughput, fit
+    from .training import ClipGradNorm, FitOptions, FitState, History, Throughput, fit_with, model_device
 else:  # copied flat next to its siblings (see the README, "Copying a module")
-    from training import ClipGradNorm, FitState, History, Throughput, fit
+    from training import ClipGradNorm, FitOptions, FitState, History, Throughput, fit_with, model_device
+if TYPE_CHECKING:  # only for the type checker: typing.Unpack for **kwargs needs Python 3.12
+    from typing_extensions import Unpack
 
 __all__ = [
     "detach_state",
@@ -109,7 +110,7 @@ def evaluate_perplexity(
     device: torch.device | str | None = None,
 ) -> float:
     """Perplexity over a whole (sequential) dataset, carrying the state, in eval mode."""
-    device = torch.device(device) if device is not None else next(net.parameters()).device
+    device = model_device(net, device)
     was_training = net.training
     net.eval()
     total, count, state = 0.0, 0, None
@@ -156,13 +157,7 @@ def train_language_model(
     *,
     grad_clip: float | None = 1.0,
     sequential: bool | None = None,
-    scheduler: Any = None,
-    callbacks: Sequence[Any] = (),
-    checkpoint_path: str | os.PathLike[str] | None = None,
-    resume: bool = False,
-    progress: bool | None = None,
-    plot: bool = True,
-    title: str | None = None,
+    **fit_options: Unpack[FitOptions],
 ) -> History:
     """Train a language model with next-token cross-entropy (:func:`training.fit`).
 
@@ -171,12 +166,13 @@ def train_language_model(
     ``grad_clip``, ``grad_norm`` (the mean norm before clipping). ``sequential`` (default: the
     loader's ``sequential`` attribute) carries the hidden state from batch to batch, detached
     so gradients stop at the batch boundary; otherwise every batch starts from a fresh state.
-    ``grad_clip`` clips the global gradient norm (``None``: no clipping). The other arguments
-    go to :func:`training.fit`; the live plot shows the two perplexities.
+    ``grad_clip`` clips the global gradient norm (``None``: no clipping). Every option of
+    :func:`training.fit` (``FitOptions``: ``scheduler``, ``scheduler_interval``, ``callbacks``,
+    ``checkpoint_path``, ...) goes to it; ``plot=True`` (the default) shows the two perplexities.
     """
     if grad_clip is not None and grad_clip <= 0:
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
-    device = torch.device(device) if device is not None else next(net.parameters()).device
+    device = model_device(net, device)
     net.to(device)
     if sequential is None:
         sequential = bool(getattr(train_iter, "sequential", False))
@@ -196,9 +192,9 @@ def train_language_model(
     extras: list[Any] = [carry, _TrainPerplexity(), Throughput("tokens_per_sec")]
     if grad_clip is not None:
         extras.append(ClipGradNorm(grad_clip, record="grad_norm"))
-    return fit(net, train_iter, step, num_epochs, optimizer=optimizer, scheduler=scheduler, evaluate=evaluate,
-               callbacks=[*extras, *callbacks], checkpoint_path=checkpoint_path, resume=resume,
-               progress=progress, plot=["train_ppl", "val_ppl"] if plot else False, title=title)
+    if fit_options.get("plot", True) is True:
+        fit_options["plot"] = ["train_ppl", "val_ppl"]
+    return fit_with(net, train_iter, step, num_epochs, optimizer, fit_options, evaluate=evaluate, callbacks=extras)
 
 
 def generate(
@@ -224,7 +220,7 @@ def generate(
         raise ValueError(f"strategy must be 'greedy' or 'sample', got {strategy!r}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    device = torch.device(device) if device is not None else next(net.parameters()).device
+    device = model_device(net, device)
     was_training = net.training
     net.eval()
     outputs = list(prefix)

@@ -8,8 +8,12 @@ optimizer are put back exactly as they were (parameters, buffers such as batch-n
 optimizer state and learning rates): the test is a measurement, not training. The suggestion is
 the rate where the smoothed loss falls fastest (steepest negative slope against ``log(lr)``).
 
+The steps are :func:`training.fit`'s: the test is the :class:`LRFinder` callback (it sets the
+rate before each batch, records the loss after each optimizer step and stops the run) on the
+course's one training loop, so a change to that loop reaches the range test too.
+
 Introduced in ``notebooks/24_cifar10_ladder.ipynb``.
-Copy alone.
+Copy with: ``training.py``, ``checkpoints.py``, ``atomic_write.py``, ``plotting.py``, ``settings.py``.
 
 >>> import torch
 >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
@@ -37,7 +41,12 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-__all__ = ["LRFinderResult", "lr_find", "suggest_lr"]
+if __package__:  # part of course_utils (or of your own package)
+    from .training import FitState, TrainingDivergedError, fit
+else:  # copied flat next to its siblings (see the README, "Copying a module")
+    from training import FitState, TrainingDivergedError, fit
+
+__all__ = ["LRFinderResult", "LRFinder", "lr_find", "suggest_lr"]
 
 
 @dataclass
@@ -79,6 +88,53 @@ def suggest_lr(lrs: list[float], smoothed: list[float], skip_start: int = 5, ski
     return float(lrs[lo + int(slopes.argmin())])
 
 
+class LRFinder:
+    """The range test as a :func:`training.fit` callback; what it measures is in ``result``.
+
+    Before the ``i``-th batch it sets every parameter group's rate to :meth:`lr` ``(i)``; after
+    the optimizer step it records the rate, the loss and its smoothed value, and stops the run
+    (``run.stop``) after ``num_steps`` steps or once the smoothed loss is ``diverge_factor`` times
+    the best one. It changes the model and the optimizer: :func:`lr_find` restores them.
+    """
+
+    def __init__(self, start_lr: float = 1e-6, end_lr: float = 10.0, num_steps: int = 100,
+                 beta: float = 0.98, diverge_factor: float = 4.0) -> None:
+        if not 0 < start_lr < end_lr:
+            raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
+        if num_steps < 2:
+            raise ValueError(f"num_steps must be at least 2, got {num_steps}")
+        if not 0 <= beta < 1:
+            raise ValueError(f"beta must be in [0, 1), got {beta}")
+        self.start_lr, self.end_lr, self.num_steps = start_lr, end_lr, num_steps
+        self.beta, self.diverge_factor = beta, diverge_factor
+        self.result = LRFinderResult()
+        self._avg, self._best = 0.0, math.inf
+
+    def lr(self, i: int) -> float:
+        """The rate of step ``i`` (0, 1, ..., ``num_steps - 1``)."""
+        return self.start_lr * (self.end_lr / self.start_lr) ** (i / (self.num_steps - 1))
+
+    def before_batch(self, run: FitState) -> None:
+        lr = self.lr(len(self.result.lrs))
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+
+    def after_step(self, run: FitState) -> None:
+        assert run.loss is not None  # fit sets it before backward()
+        result, i = self.result, len(self.result.lrs)
+        value = float(run.loss)
+        self._avg = self.beta * self._avg + (1 - self.beta) * value
+        smooth = self._avg / (1 - self.beta ** (i + 1))
+        result.lrs.append(self.lr(i))
+        result.losses.append(value)
+        result.smoothed.append(smooth)
+        self._best = min(self._best, smooth)
+        if smooth > self.diverge_factor * self._best:
+            result.diverged = run.stop = True
+        if len(result.lrs) == self.num_steps:
+            run.stop = True
+
+
 def lr_find(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -93,52 +149,24 @@ def lr_find(
 ) -> LRFinderResult:
     """Run the range test (see the module docstring); ``step(model, batch)`` returns the loss.
 
-    ``train_iter`` is iterated again from its start when it runs out before ``num_steps``.
+    ``train_iter`` is iterated again from its start when it runs out before ``num_steps``
+    (each pass is one epoch of :func:`training.fit`). A non-finite loss ends the test
+    (``diverged``) before its step is taken or recorded.
     """
-    if not 0 < start_lr < end_lr:
-        raise ValueError(f"need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
-    if num_steps < 2:
-        raise ValueError(f"num_steps must be at least 2, got {num_steps}")
-    if not 0 <= beta < 1:
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    finder = LRFinder(start_lr, end_lr, num_steps, beta, diverge_factor)
     saved_model = copy.deepcopy(model.state_dict())
     saved_opt = copy.deepcopy(optimizer.state_dict())
     was_training = model.training
-    result = LRFinderResult()
-    avg, best = 0.0, math.inf
-    try:
-        model.train()
-        batches = iter(train_iter)
-        for i in range(num_steps):
-            lr = start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            try:
-                batch = next(batches)
-            except StopIteration:
-                batches = iter(train_iter)
-                batch = next(batches)
-            loss = step(model, batch)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                result.diverged = True
-                break
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            avg = beta * avg + (1 - beta) * value
-            smooth = avg / (1 - beta ** (i + 1))
-            result.lrs.append(lr)
-            result.losses.append(value)
-            result.smoothed.append(smooth)
-            best = min(best, smooth)
-            if smooth > diverge_factor * best:
-                result.diverged = True
-                break
+    try:  # num_steps epochs hold at least num_steps batches; the finder stops the run in time
+        fit(model, train_iter, step, num_steps, optimizer=optimizer, callbacks=[finder],
+            progress=False, plot=False)
+    except TrainingDivergedError:  # a NaN or infinite loss: fit stopped before its step
+        finder.result.diverged = True
     finally:
         model.load_state_dict(saved_model)
         optimizer.load_state_dict(saved_opt)
         model.train(was_training)
+    result = finder.result
     if len(result.lrs) >= 2:
         result.suggestion = suggest_lr(result.lrs, result.smoothed)
     return result

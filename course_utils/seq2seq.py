@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import collections
 import math
-import os
-from typing import Any, Callable, Iterable, Protocol, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -37,11 +36,13 @@ from torch import nn
 if __package__:  # part of course_utils (or of your own package)
     from .attention import sequence_mask
     from .text import Vocab, build_array_nmt
-    from .training import ClipGradNorm, History, Throughput, fit
+    from .training import ClipGradNorm, FitOptions, History, Throughput, fit_with, model_device
 else:  # copied flat next to its siblings (see the README, "Copying a module")
     from attention import sequence_mask
     from text import Vocab, build_array_nmt
-    from training import ClipGradNorm, History, Throughput, fit
+    from training import ClipGradNorm, FitOptions, History, Throughput, fit_with, model_device
+if TYPE_CHECKING:  # only for the type checker: typing.Unpack for **kwargs needs Python 3.12
+    from typing_extensions import Unpack
 
 __all__ = [
     "masked_cross_entropy", "Seq2SeqModel", "train_seq2seq", "evaluate_seq2seq_loss",
@@ -67,14 +68,10 @@ class Seq2SeqModel(Protocol):
     def decode_step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]: ...
 
 
-def _device_of(net: nn.Module, device: torch.device | str | None) -> torch.device:
-    return torch.device(device) if device is not None else next(net.parameters()).device
-
-
 def evaluate_seq2seq_loss(net: nn.Module, data_iter: Iterable[tuple[torch.Tensor, ...]],
                           device: torch.device | str | None = None) -> float:
     """Mean masked cross-entropy per valid target token over a dataset (eval mode)."""
-    device = _device_of(net, device)
+    device = model_device(net, device)
     was_training = net.training
     net.eval()
     total, count = 0.0, 0
@@ -101,23 +98,18 @@ def train_seq2seq(
     device: torch.device | str | None = None,
     *,
     grad_clip: float | None = 1.0,
-    scheduler: Any = None,
-    callbacks: Sequence[Any] = (),
-    checkpoint_path: str | os.PathLike[str] | None = None,
-    resume: bool = False,
-    progress: bool | None = None,
-    plot: bool = True,
-    title: str | None = None,
+    **fit_options: Unpack[FitOptions],
 ) -> History:
     """Teacher-forced training with the masked loss (:func:`training.fit`); return the history.
 
     Per epoch the history holds ``train_loss`` (per valid target token), ``val_loss`` (when
     ``val_iter`` is given), ``tokens_per_sec`` and ``seconds``. ``grad_clip`` clips the global
-    gradient norm (``None``: no clipping); the other arguments go to :func:`training.fit`.
+    gradient norm (``None``: no clipping). Every option of :func:`training.fit` (``FitOptions``:
+    ``scheduler``, ``scheduler_interval``, ``callbacks``, ``checkpoint_path``, ...) goes to it.
     """
     if grad_clip is not None and grad_clip <= 0:
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip}")
-    device = _device_of(net, device)
+    device = model_device(net, device)
     net.to(device)
 
     def step(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, int]:
@@ -130,9 +122,7 @@ def train_seq2seq(
     extras: list[Any] = [Throughput("tokens_per_sec")]
     if grad_clip is not None:
         extras.append(ClipGradNorm(grad_clip))
-    return fit(net, train_iter, step, num_epochs, optimizer=optimizer, scheduler=scheduler, evaluate=evaluate,
-               callbacks=[*extras, *callbacks], checkpoint_path=checkpoint_path, resume=resume,
-               progress=progress, plot=plot, title=title)
+    return fit_with(net, train_iter, step, num_epochs, optimizer, fit_options, evaluate=evaluate, callbacks=extras)
 
 
 StepFn = Callable[[int, Any], tuple[torch.Tensor, Any]]
@@ -208,7 +198,7 @@ def translate(
 
     ``net`` follows :class:`Seq2SeqModel`: it has ``init_decoding`` and ``decode_step``.
     """
-    device = _device_of(net, device)
+    device = model_device(net, device)
     model = cast(Seq2SeqModel, net)  # an nn.Module with the two decoding methods
     src, src_len = build_array_nmt([sentence.lower().split()], src_vocab, num_steps)
     was_training = net.training

@@ -43,6 +43,7 @@ import torch
 
 __all__ = [
     "SMOKE",
+    "env_flag",
     "smoke_mode",
     "choose",
     "get_device",
@@ -63,18 +64,35 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 
+def env_flag(name: str, usage: str = "1/true/yes/on or 0/false/no/off") -> bool:
+    """The boolean environment setting ``name``, the course's one reader of yes/no settings.
+
+    ``1``/``true``/``yes``/``on`` mean True; ``0``/``false``/``no``/``off``, empty or unset mean
+    False (any case, surrounding spaces ignored). Anything else raises ``ValueError`` naming the
+    setting, its value and ``usage``, so a typo such as ``=ture`` is not silently read as False.
+
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"MY_FLAG": " Yes "}):
+    ...     env_flag("MY_FLAG"), env_flag("MY_UNSET_FLAG")
+    (True, False)
+    """
+    raw = os.environ.get(name, "")
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name}={raw!r} is not understood; use {usage}")
+
+
 def smoke_mode() -> bool:
     """Return True when ``COURSE_SMOKE`` asks for the quick CI mode.
 
     Raises ``ValueError`` for a value that is neither true-ish nor false-ish, so a typo such as
     ``COURSE_SMOKE=ture`` is not silently read as "full mode".
     """
-    raw = os.environ.get("COURSE_SMOKE", "").strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ValueError(f"COURSE_SMOKE={raw!r} is not understood; use 1 (smoke) or 0 (full lesson)")
+    return env_flag("COURSE_SMOKE", "1 (smoke) or 0 (full lesson)")
 
 
 SMOKE: bool = smoke_mode()
@@ -267,9 +285,7 @@ def channels_last_report(device: torch.device | None = None) -> tuple[bool, str]
         if device.type in ("cpu", "cuda"):
             return True, f"{device.type} convolutions are faster in this layout"
         return False, f"not measured on {device.type}"
-    if raw in _TRUE or raw in _FALSE:
-        return raw in _TRUE, f"COURSE_CHANNELS_LAST={raw}"
-    raise ValueError(f"COURSE_CHANNELS_LAST={raw!r} is not understood; use auto, 1 or 0")
+    return env_flag("COURSE_CHANNELS_LAST", "auto, 1 or 0"), f"COURSE_CHANNELS_LAST={raw}"
 
 
 def describe(device: torch.device | None = None) -> str:

@@ -38,10 +38,13 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, TypedDict
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # only for the type checker: typing.Unpack for **kwargs needs Python 3.12
+    from typing_extensions import Unpack
 
 if __package__:  # part of course_utils (or of your own package)
     from .checkpoints import CheckpointError, resume_if_requested, save_checkpoint, training_state
@@ -54,6 +57,8 @@ else:  # copied flat next to its siblings (see the README, "Copying a module")
 
 __all__ = [
     "fit",
+    "FitOptions",
+    "fit_with",
     "History",
     "FitState",
     "TrainingDivergedError",
@@ -65,12 +70,13 @@ __all__ = [
     "evaluate_accuracy",
     "train_classifier",
     "model_name",
+    "model_device",
 ]
 
 StepResult = torch.Tensor | tuple[torch.Tensor, int]
 Step = Callable[[nn.Module, Any], StepResult]
 Evaluate = Callable[[nn.Module], Mapping[str, float]]
-HOOKS = ("before_fit", "before_epoch", "before_batch", "after_backward", "after_epoch")
+HOOKS = ("before_fit", "before_epoch", "before_batch", "after_backward", "after_step", "after_epoch")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -165,12 +171,18 @@ def _short(value: float) -> str:
 
 @dataclass
 class FitState:
-    """What callbacks see: the model, the optimizer, where the loop is, this epoch's metrics.
+    """What callbacks see: the model, the optimizer, where the loop is, the batch's loss, this
+    epoch's metrics.
 
     A callback is any object with some of the methods ``before_fit``, ``before_epoch``,
-    ``before_batch``, ``after_backward`` and ``after_epoch``; each gets this state. A callback
-    may replace ``batch`` (in ``before_batch``), add to ``metrics`` (in ``after_epoch``) or set
-    ``stop = True`` to end training after the current epoch.
+    ``before_batch``, ``after_backward`` (gradients computed, not yet applied), ``after_step``
+    (after ``optimizer.step()``) and ``after_epoch``; each gets this state. ``loss`` is the
+    batch's loss as ``step`` returned it, detached (a tensor on the model's device: reading it
+    with ``float()`` waits for the device), from ``after_backward`` on. A callback may replace
+    ``batch`` (in ``before_batch``), add to ``metrics`` (in ``after_epoch``) or set
+    ``stop = True`` to end training: set in ``after_epoch`` it ends after that epoch, set in a
+    batch's hook it ends after that batch (the epoch then ends early, and is evaluated and
+    recorded over the batches it ran).
     """
 
     model: nn.Module
@@ -181,6 +193,7 @@ class FitState:
     epoch: int = 0
     batch_index: int = 0
     batch: Any = None
+    loss: torch.Tensor | None = None
     count: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     stop: bool = False
@@ -223,7 +236,7 @@ def fit(
     if scaler is None:  # a disabled scaler: plain backward() and optimizer.step()
         scaler = torch.amp.GradScaler(enabled=False)
     done, saved = resume_if_requested(checkpoint_path, resume, model, optimizer, scheduler,
-                                      loader=train_iter, map_location=_device_of(model))
+                                      loader=train_iter, map_location=model_device(model))
     name = getattr(step, "__qualname__", type(step).__qualname__)
     history = History.from_dict(saved, name, f"checkpoint {checkpoint_path}") if done else History(name)
     run = FitState(model, optimizer, scaler, history, epochs)
@@ -240,7 +253,8 @@ def fit(
                 run.batch_index, run.batch = i, batch
                 _call(callbacks, "before_batch", run)
                 loss, n = _loss_and_weight(step(model, run.batch), run.batch)
-                value = float(loss.detach())  # waits for the device: one number per batch
+                run.loss = loss.detach()
+                value = float(run.loss)  # waits for the device: one number per batch
                 if not math.isfinite(value):
                     raise _diverged(value, epoch, i)
                 optimizer.zero_grad()
@@ -248,10 +262,13 @@ def fit(
                 _call(callbacks, "after_backward", run)
                 scaler.step(optimizer)
                 scaler.update()
+                _call(callbacks, "after_step", run)
                 if scheduler is not None and scheduler_interval == "batch":
                     scheduler.step()
                 total, run.count = total + value * n, run.count + n
                 monitor.step(epoch=epoch, loss=value)
+                if run.stop:
+                    break
             if run.batch_index == 0:
                 raise ValueError("the training data (train_iter) yielded no batches")
             if scheduler is not None and scheduler_interval == "epoch":
@@ -272,6 +289,71 @@ def fit(
     return history
 
 
+class FitOptions(TypedDict, total=False):
+    """:func:`fit`'s keyword options, for a wrapper's ``**fit_options: Unpack[FitOptions]``.
+
+    A wrapper such as :func:`train_classifier` takes these and hands them to :func:`fit_with`,
+    so it passes every option of ``fit`` without restating it (``tests/test_training.py`` fails
+    when ``fit`` gains a keyword that is missing here). ``optimizer`` is a wrapper's own
+    positional argument.
+    """
+
+    scheduler: Any
+    scheduler_interval: str
+    evaluate: Evaluate | None
+    callbacks: Sequence[Any]
+    scaler: torch.amp.GradScaler | None
+    checkpoint_path: str | os.PathLike[str] | None
+    resume: bool
+    progress: bool | None
+    plot: bool | Sequence[str]
+    title: str | None
+
+
+def fit_with(
+    model: nn.Module,
+    train_iter: Iterable[Any],
+    step: Step,
+    epochs: int,
+    optimizer: Any,
+    options: FitOptions,
+    *,
+    evaluate: Evaluate | None = None,
+    callbacks: Sequence[Any] = (),
+) -> History:
+    """:func:`fit` with the caller's ``options`` and a wrapper's own ``evaluate`` and ``callbacks``.
+
+    The wrapper's callbacks run before the caller's; the history holds the metrics of both
+    ``evaluate`` functions (a name reported by both raises ``ValueError``). Every other option
+    goes to ``fit`` unchanged.
+
+    >>> X = torch.randn(32, 2); batches = [(X, X.sum(1))]
+    >>> step = lambda model, batch: nn.functional.mse_loss(model(batch[0])[:, 0], batch[1])
+    >>> net = nn.Linear(2, 1)
+    >>> options = FitOptions(evaluate=lambda m: {"theirs": 2.0}, progress=False, plot=False)
+    >>> h = fit_with(net, batches, step, 2, torch.optim.SGD(net.parameters(), lr=0.1), options,
+    ...              evaluate=lambda m: {"mine": 1.0})
+    >>> sorted(h.metrics)
+    ['mine', 'seconds', 'theirs', 'train_loss']
+    """
+    merged = FitOptions(**options)
+    theirs = options.get("evaluate")
+    merged["evaluate"] = theirs if evaluate is None else evaluate if theirs is None else _both(evaluate, theirs)
+    merged["callbacks"] = [*callbacks, *options.get("callbacks", ())]
+    return fit(model, train_iter, step, epochs, optimizer=optimizer, **merged)
+
+
+def _both(first: Evaluate, second: Evaluate) -> Evaluate:
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        metrics, more = dict(first(model)), second(model)
+        if set(metrics) & set(more):
+            raise ValueError(f"evaluate reports {sorted(set(metrics) & set(more))}, which the training "
+                             "function already reports; give your metrics other names")
+        return {**metrics, **more}
+
+    return evaluate
+
+
 def _diverged(value: float, epoch: int, batch: int) -> TrainingDivergedError:
     return TrainingDivergedError(
         f"the training loss became {value} in epoch {epoch}, batch {batch}. Try a lower learning rate or "
@@ -279,9 +361,17 @@ def _diverged(value: float, epoch: int, batch: int) -> TrainingDivergedError:
         "infinite values.")
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
+def model_device(model: nn.Module, device: torch.device | str | None = None) -> torch.device:
+    """The device to run ``model`` on: ``device`` if given, else the device its first parameter
+    (or, without parameters, its first buffer) is on; the CPU for a model with neither.
+
+    >>> model_device(nn.Linear(2, 1)), model_device(nn.ReLU()), model_device(nn.ReLU(), "cpu")
+    (device(type='cpu'), device(type='cpu'), device(type='cpu'))
+    """
+    if device is not None:
+        return torch.device(device)
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
     return torch.device("cpu")
 
 
@@ -408,8 +498,7 @@ def evaluate_accuracy(
 ) -> float:
     """Accuracy of ``net`` over a whole dataset, in eval mode and under ``inference_mode``."""
     module = net if isinstance(net, nn.Module) else None
-    device = torch.device(device) if device is not None else (
-        _device_of(module) if module is not None else torch.device("cpu"))
+    device = model_device(module, device) if module is not None else torch.device(device or "cpu")
     was_training = module is not None and module.training
     if module is not None:
         module.eval()
@@ -454,16 +543,9 @@ def train_classifier(
     num_epochs: int,
     device: torch.device | str | None = None,
     *,
-    scheduler: Any = None,
-    scheduler_interval: str = "epoch",
     channels_last: bool | None = None,
     mixed_precision: bool = True,
-    callbacks: Sequence[Any] = (),
-    checkpoint_path: str | os.PathLike[str] | None = None,
-    resume: bool = False,
-    progress: bool | None = None,
-    plot: bool = True,
-    title: str | None = None,
+    **fit_options: Unpack[FitOptions],
 ) -> History:
     """Train a classifier with :func:`fit`; return its :class:`History`.
 
@@ -474,10 +556,11 @@ def train_classifier(
     ``settings.describe()`` prints them: ``channels_last=None`` adds :class:`ChannelsLast` when
     ``settings.channels_last_report`` says so (``True``/``False`` force it), and
     ``mixed_precision=True`` runs the forward pass and loss under ``settings.autocast`` (bfloat16
-    where ``settings.precision_report`` chooses it; ``False`` keeps float32). The other arguments
-    go to :func:`fit`.
+    where ``settings.precision_report`` chooses it; ``False`` keeps float32). Every option of
+    :func:`fit` (:class:`FitOptions`: ``scheduler``, ``scheduler_interval``, ``callbacks``,
+    ``checkpoint_path``, ``resume``, ``plot``, ...) goes to it; an ``evaluate`` adds metrics.
     """
-    device = torch.device(device) if device is not None else _device_of(net)
+    device = model_device(net, device)
     net.to(device)
     running = _RunningAccuracy()
     if channels_last is None:
@@ -499,6 +582,4 @@ def train_classifier(
         return metrics
 
     extras = [Throughput("examples_per_sec"), *([ChannelsLast()] if channels_last else [])]
-    return fit(net, train_iter, step, num_epochs, optimizer=optimizer, scheduler=scheduler,
-               scheduler_interval=scheduler_interval, evaluate=evaluate, callbacks=[*extras, *callbacks],
-               checkpoint_path=checkpoint_path, resume=resume, progress=progress, plot=plot, title=title)
+    return fit_with(net, train_iter, step, num_epochs, optimizer, fit_options, evaluate=evaluate, callbacks=extras)

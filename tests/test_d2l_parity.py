@@ -7,7 +7,7 @@ from torch import nn
 d2l = pytest.importorskip("d2l.torch")
 
 from course_utils import training as tr  # noqa: E402
-from course_utils.fashion_mnist import fashion_mnist_loaders, load_fashion_mnist  # noqa: E402
+from course_utils.fashion_mnist import fashion_mnist_loaders  # noqa: E402
 from course_utils.loaders import load_array  # noqa: E402
 from course_utils.synthetic import synthetic_linear_data  # noqa: E402
 
@@ -52,7 +52,7 @@ def test_fashion_mnist_batches_match_d2l_loader_on_same_files(tmp_path, monkeypa
     _, d2l_test = d2l.load_data_fashion_mnist(256)  # finds the files, so it downloads nothing
     _, ours = fashion_mnist_loaders(256)
     n = 0
-    for (X1, y1), (X2, y2) in zip(ours, d2l_test):
+    for (X1, y1), (X2, y2) in zip(ours, d2l_test, strict=True):
         torch.testing.assert_close(X1, X2, rtol=0, atol=0)
         assert torch.equal(y1, y2)
         n += len(y1)

@@ -39,7 +39,7 @@ def test_shard_loader_splits_every_global_batch():
     loader = tensor_loader(X, batch_size=8)
     shards = [list(dd.shard_loader(loader, 2, r)) for r in range(2)]
     assert len(shards[0]) == len(shards[1]) == 3
-    for (a,), (b,), (full,) in zip(shards[0], shards[1], loader):
+    for (a,), (b,), (full,) in zip(shards[0], shards[1], loader, strict=True):
         assert sorted(torch.cat([a, b]).tolist()) == full.tolist()
     whole = [b.tolist() for (b,) in dd.shard_loader(loader)]  # one process: this run's 1 shard, all of it
     assert whole == [b.tolist() for (b,) in loader]
@@ -108,7 +108,7 @@ def test_torchrun_two_processes_match_single_process(tmp_path, order, local_port
         # Known, not understood: now and then (about 1 run in 150 under load here, more often in
         # CI) a worker aborts in a thread without Python frames while the process exits, after
         # the training finished. One relaunch; a second abort, or any other failure, fails.
-        warnings.warn(f"torchrun worker aborted at exit, relaunching once:\n{result.stderr[:4000]}")
+        warnings.warn(f"torchrun worker aborted at exit, relaunching once:\n{result.stderr[:4000]}", stacklevel=1)
         result = subprocess.run(cmd, env=env, timeout=300, cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[:6000]
     a = torch.load(single, weights_only=True)

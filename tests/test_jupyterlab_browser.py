@@ -10,7 +10,6 @@ import shutil
 import time
 
 import pytest
-
 from test_jupyter_server import Server, copy_notebooks
 
 pytestmark = pytest.mark.slow

@@ -29,8 +29,9 @@ def test_tensor_loader_order_drop_last_and_transform():
 
 def test_tensor_loader_same_generator_seed_same_order():
     X = torch.arange(50)
-    a = [b[0].tolist() for b in tensor_loader(X, batch_size=7, shuffle=True, generator=torch.Generator().manual_seed(3))]
-    b = [b[0].tolist() for b in tensor_loader(X, batch_size=7, shuffle=True, generator=torch.Generator().manual_seed(3))]
+    a, b = ([batch[0].tolist() for batch in tensor_loader(X, batch_size=7, shuffle=True,
+                                                           generator=torch.Generator().manual_seed(3))]
+            for _ in range(2))
     assert a == b
 
 

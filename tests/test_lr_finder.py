@@ -1,12 +1,14 @@
 """The learning-rate range test helper."""
 
+import copy
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from course_utils.lr_finder import lr_find, suggest_lr
+from course_utils.lr_finder import LRFinder, lr_find, suggest_lr
+from course_utils.training import fit
 
 
 def _problem():
@@ -90,3 +92,76 @@ def test_suggest_lr_picks_the_steepest_fall():
         suggest_lr([1.0], [1.0])
     with pytest.raises(ValueError):
         suggest_lr([1.0, 2.0], [1.0])
+
+
+def _scratch_range_test(model, optimizer, data, step, start_lr, end_lr, num_steps, beta=0.98, diverge=4.0):
+    """Chapter 24's range test from scratch (its own loop), the reference lr_find must equal."""
+    saved_model, saved_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    lrs, losses, smoothed = [], [], []
+    avg, best = 0.0, math.inf
+    model.train()
+    batches = iter(data)
+    for i in range(num_steps):
+        lr = start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(data)
+            batch = next(batches)
+        loss = step(model, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        avg = beta * avg + (1 - beta) * loss.item()
+        lrs.append(lr)
+        losses.append(loss.item())
+        smoothed.append(avg / (1 - beta ** (i + 1)))
+        best = min(best, smoothed[-1])
+        if smoothed[-1] > diverge * best:
+            break
+    model.load_state_dict(saved_model)
+    optimizer.load_state_dict(saved_optimizer)
+    return lrs, losses, smoothed
+
+
+@pytest.mark.parametrize("num_steps, end_lr", [(20, 1.0), (30, 1e4)])  # data run through twice; diverging
+def test_equals_the_scratch_range_test_exactly(num_steps, end_lr):
+    results = []
+    for finder in ("scratch", "lr_find"):
+        net, batches, step = _problem()
+        net.insert(3, nn.Dropout(0.2))                   # random numbers drawn in the same order, too
+        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        torch.manual_seed(1)
+        if finder == "scratch":
+            results.append(_scratch_range_test(net, opt, batches, step, 1e-3, end_lr, num_steps))
+        else:
+            r = lr_find(net, opt, batches, step, start_lr=1e-3, end_lr=end_lr, num_steps=num_steps)
+            results.append((r.lrs, r.losses, r.smoothed))
+    assert results[0] == results[1]
+    assert len(results[0][0]) == num_steps if end_lr == 1.0 else len(results[0][0]) < num_steps
+
+
+def test_a_non_finite_loss_ends_the_test_before_its_step():
+    net, batches, step = _problem()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    calls = []
+
+    def nan_at_four(model, batch):
+        calls.append(1)
+        return step(model, batch) * (math.nan if len(calls) == 4 else 1.0)
+
+    result = lr_find(net, opt, batches, nan_at_four, start_lr=1e-3, end_lr=1.0, num_steps=10)
+    assert result.diverged and len(result.lrs) == 3 and len(calls) == 4
+
+
+def test_the_finder_is_a_fit_callback():
+    net, batches, step = _problem()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    finder = LRFinder(start_lr=1e-3, end_lr=1.0, num_steps=12)
+    history = fit(net, batches, step, 5, optimizer=opt, callbacks=[finder], progress=False, plot=False)
+    assert history.epochs == [1, 2] and len(finder.result.lrs) == 12  # 8 + 4 batches, then stopped
+    assert finder.result.lrs[-1] == opt.param_groups[0]["lr"] == 1.0
+    with pytest.raises(ValueError, match="num_steps"):
+        LRFinder(num_steps=1)

@@ -34,11 +34,26 @@ def declared_copies(module: str) -> set[str]:
     return set() if alone == "alone" else set(re.findall(r"``(\w+)\.py``", listed))
 
 
+# Imports only the type checker runs (`if TYPE_CHECKING:`): typing_extensions' Unpack, for
+# `**fit_options: Unpack[FitOptions]` on Python 3.10 (installed with torch, never imported at run time).
+TYPE_ONLY = {"typing_extensions"}
+
+
+def _type_checking_imports(tree: ast.Module) -> set[ast.AST]:
+    blocks = [node for node in ast.walk(tree) if isinstance(node, ast.If)
+              and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"]
+    return {inner for block in blocks for stmt in block.body for inner in ast.walk(stmt)}
+
+
 def imports_of(module: str) -> tuple[set[str], set[str], set[str]]:
-    """(third-party top-level names, siblings imported relatively, siblings imported absolutely)."""
+    """(third-party top-level names, siblings imported relatively, siblings imported absolutely);
+    the ``TYPE_ONLY`` names imported under ``if TYPE_CHECKING:`` do not count (never run)."""
     tree = ast.parse((PACKAGE / f"{module}.py").read_text())
     top, relative, absolute = set(), set(), set()
+    type_only = _type_checking_imports(tree)
     for node in ast.walk(tree):
+        if node in type_only and isinstance(node, ast.ImportFrom) and node.module in TYPE_ONLY:
+            continue
         if isinstance(node, ast.Import):
             top |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level:

@@ -112,7 +112,7 @@ def serve_archive(tmp_path, monkeypatch, members):
 
     monkeypatch.delenv("COURSE_OFFLINE", raising=False)
     monkeypatch.setattr(df, "_open_https", opener)
-    for name, spec in ml.MOVIELENS_FILES.items():
+    for spec in ml.MOVIELENS_FILES.values():
         archive = replace(spec.archive, sha256=hashlib.sha256(body).hexdigest(), size=None)
         monkeypatch.setitem(df.FILES, spec.relpath, replace(spec, archive=archive))
     root = tmp_path / "root"

@@ -20,8 +20,10 @@ sys.modules["mutants_tool"] = mutants  # dataclasses look their module up there
 _spec.loader.exec_module(mutants)
 
 TOY = ("def double(x):\n    return 2 * x", "assert double(3) == 6", "y = double(0)\nprint('ok')")
-KILLED = '[[mutant]]\nid = "plus"\nbug = "adds instead of multiplying"\nfind = "return 2 * x"\nreplace = "return 2 + x"\n'
-SURVIVES = '[[mutant]]\nid = "unchecked"\nbug = "an unchecked value"\nfind = "y = double(0)"\nreplace = "y = double(1)"\n'
+KILLED = ('[[mutant]]\nid = "plus"\nbug = "adds instead of multiplying"\n'
+          'find = "return 2 * x"\nreplace = "return 2 + x"\n')
+SURVIVES = ('[[mutant]]\nid = "unchecked"\nbug = "an unchecked value"\n'
+            'find = "y = double(0)"\nreplace = "y = double(1)"\n')
 
 
 def project(root: Path, catalogue: str, cells=TOY) -> Path:
@@ -96,8 +98,10 @@ def test_a_warm_kernel_is_like_a_cold_one(tmp_path):
 
 def test_a_different_start_up_environment_is_served_cold(monkeypatch):
     warm_start = mutants.warm_start
-    monkeypatch.setattr(warm_start, "SERVER_ENV", warm_start.startup_env({"COURSE_SMOKE": "1", "PYTHONPATH": "/a:/b:/a"}))
-    same = {"kind": "kernel", "argv": ["-f", "k.json"], "env": {"COURSE_SMOKE": "1", "PYTHONPATH": "/a:/b", "HOME": "/x"}}
+    server_env = warm_start.startup_env({"COURSE_SMOKE": "1", "PYTHONPATH": "/a:/b:/a"})
+    monkeypatch.setattr(warm_start, "SERVER_ENV", server_env)
+    same = {"kind": "kernel", "argv": ["-f", "k.json"],
+            "env": {"COURSE_SMOKE": "1", "PYTHONPATH": "/a:/b", "HOME": "/x"}}
     assert warm_start._cold_command(same) is None  # PYTHONPATH compared as the list site makes of it
     other = dict(same, env={"COURSE_SMOKE": "0", "PYTHONPATH": "/a:/b"})
     assert warm_start._cold_command(other) == [sys.executable, "-m", "ipykernel_launcher", "-f", "k.json"]

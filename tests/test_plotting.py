@@ -129,7 +129,9 @@ def test_training_monitor_counts_remaining_batches_and_replays_past_epochs():
     assert chosen.live.legend == ["val_ppl", "train_ppl"] and chosen.live.ys["train_ppl"] == [2.7]
     silent = plotting.TrainingMonitor(num_epochs=1, batches_per_epoch=None, progress=False, plot=False)
     assert silent.bar is None and silent.live is None
-    silent.step(); silent.epoch(1, {"x": 1.0}); silent.close()  # all no-ops
+    silent.step()  # all no-ops
+    silent.epoch(1, {"x": 1.0})
+    silent.close()
 
 
 def test_training_monitor_takes_the_loader_length():

@@ -189,16 +189,16 @@ def beam_search_full_expansion(step, state, bos, eos, max_len, beam_size, alpha)
     live, candidates = [([], 0.0, state, bos)], []
     for t in range(max_len):
         expansions = []
-        for tokens, logp, st, last in live:
-            log_probs, new_state = step(last, st)
+        for tokens, logp, hyp_state, last in live:
+            log_probs, new_state = step(last, hyp_state)
             expansions += [(tokens, logp + float(log_probs[k]), new_state, k) for k in range(len(log_probs))]
         expansions.sort(key=lambda e: -e[1])
         live = []
-        for tokens, logp, st, token in expansions[:beam_size]:
+        for tokens, logp, hyp_state, token in expansions[:beam_size]:
             if token == eos or t == max_len - 1:
                 candidates.append((tokens + ([] if token == eos else [token]), logp, len(tokens) + 1))
             else:
-                live.append((tokens + [token], logp, st, token))
+                live.append((tokens + [token], logp, hyp_state, token))
         if not live:
             break
     best = max(candidates, key=lambda c: c[1] / c[2] ** alpha)

@@ -204,3 +204,18 @@ def test_full_fp32_turns_tf32_off_and_restores_even_after_an_error():
         assert (cudnn.allow_tf32, matmul.allow_tf32) == (True, True)
     finally:
         cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), (" ON ", True), ("Yes", True), ("true", True),
+                                             ("", False), ("0", False), ("off", False), ("NO", False)])
+def test_env_flag_reads_the_usual_yes_and_no_values(monkeypatch, value, expected):
+    monkeypatch.setenv("COURSE_SOME_FLAG", value)
+    assert settings.env_flag("COURSE_SOME_FLAG") is expected
+
+
+def test_env_flag_unset_is_false_and_a_typo_names_setting_value_and_usage(monkeypatch):
+    monkeypatch.delenv("COURSE_SOME_FLAG", raising=False)
+    assert settings.env_flag("COURSE_SOME_FLAG") is False
+    monkeypatch.setenv("COURSE_SOME_FLAG", "ture")
+    with pytest.raises(ValueError, match=r"^COURSE_SOME_FLAG='ture' is not understood; use 1 or 0$"):
+        settings.env_flag("COURSE_SOME_FLAG", "1 or 0")

@@ -55,7 +55,7 @@ def test_vocab_round_trip_property(tokens, min_freq):
     indices = v[tokens] if tokens else []
     back = v.to_tokens(indices)
     counts = text.count_corpus(tokens)
-    for tok, out in zip(tokens, back):
+    for tok, out in zip(tokens, back, strict=True):
         assert out == (tok if counts[tok] >= min_freq else "<unk>")
     assert sorted(set(v.idx_to_token)) == sorted(v.idx_to_token)  # no duplicates
     assert all(v[t] == i for i, t in enumerate(v.idx_to_token))
@@ -95,7 +95,7 @@ def test_sequential_sampling_continues_rows(length, batch_size, num_steps, seed)
         return
     batches = list(text.seq_data_iter_sequential(corpus, batch_size, num_steps, random.Random(seed)))
     assert batches
-    for (X, Y), (X2, _) in zip(batches, batches[1:]):
+    for (X, _), (X2, _) in zip(batches, batches[1:], strict=False):  # each batch with the next
         assert torch.equal(X2[:, 0], X[:, -1] + 1)  # row i continues where it stopped
     for X, Y in batches:
         assert X.shape == (batch_size, num_steps) and torch.equal(Y, X + 1)
@@ -111,7 +111,7 @@ def test_language_model_data_holds_out_validation():
     assert not rand_train.sequential
     first = [X for X, _ in val]
     again = [X for X, _ in val]
-    assert all(torch.equal(a, b) for a, b in zip(first, again))  # validation is repeatable
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))  # validation is repeatable
     assert first[0][0, 0] == val.corpus[0]
     with pytest.raises(ValueError, match="fixed_offset"):
         text.SeqDataLoader(list(range(100)), 2, 3, True, fixed_offset=True)

@@ -1,5 +1,6 @@
 """The training core (fit, History, callbacks) and the classifier built on it."""
 
+import inspect
 import math
 
 import pytest
@@ -50,7 +51,7 @@ def test_fit_runs_chapter_03s_loop_exactly():
             loss.backward()
             optimizer.step()
     tr.fit(by_fit, batches, ce_step, 3, optimizer=torch.optim.SGD(by_fit.parameters(), lr=0.1), **quiet())
-    for p, q in zip(by_hand.parameters(), by_fit.parameters()):
+    for p, q in zip(by_hand.parameters(), by_fit.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
 
 
@@ -178,6 +179,9 @@ def test_callbacks_see_every_hook_in_order_and_can_stop_and_add_metrics():
         def after_backward(self, run):
             events.append(("after_backward", run.batch_index))
 
+        def after_step(self, run):
+            events.append(("after_step", run.batch_index))
+
         def after_epoch(self, run):
             events.append(("after_epoch", run.epoch, run.count))
             run.metrics["seen"] = run.count
@@ -194,10 +198,36 @@ def test_callbacks_see_every_hook_in_order_and_can_stop_and_add_metrics():
                optimizer=torch.optim.SGD(net.parameters(), lr=0.1), callbacks=[Recorder()], **quiet())
     assert h.epochs == [1, 2] and h["seen"] == [48, 48]  # stopped after epoch 2
     assert seen_inputs == [0.0] * 6
-    per_epoch = [("before_batch", 1), ("after_backward", 1), ("before_batch", 2), ("after_backward", 2),
-                 ("before_batch", 3), ("after_backward", 3)]
+    per_epoch = [event for i in (1, 2, 3) for event in (("before_batch", i), ("after_backward", i), ("after_step", i))]
     assert events == [("before_fit", 5), ("before_epoch", 1), *per_epoch, ("after_epoch", 1, 48),
                       ("before_epoch", 2), *per_epoch, ("after_epoch", 2, 48)]
+
+
+def test_callbacks_see_the_loss_before_and_after_the_step_and_can_stop_after_any_batch():
+    X, y = blobs(64)
+    batches = [(X[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+    returned, seen = [], []
+
+    def step(model, batch):
+        returned.append(ce_step(model, batch))
+        return returned[-1]
+
+    class StopAfterTwo:
+        def after_backward(self, run):  # gradients computed, weights not yet changed
+            self.weight = run.model[0].weight.detach().clone()
+
+        def after_step(self, run):
+            assert not torch.equal(run.model[0].weight, self.weight)  # after optimizer.step()
+            assert isinstance(run.loss, torch.Tensor) and not run.loss.requires_grad
+            seen.append(run.loss)
+            run.stop = run.batch_index == 2
+
+    net = small_net()
+    h = tr.fit(net, batches, step, 3, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+               callbacks=[StopAfterTwo()], **quiet())
+    assert len(returned) == 2 and h.epochs == [1]  # stopped after batch 2 of epoch 1
+    assert [float(v) for v in seen] == [float(v) for v in returned]
+    assert h["train_loss"] == [(float(returned[0]) + float(returned[1])) / 2]  # the batches it ran
 
 
 def test_clip_grad_norm_bounds_the_update_and_records_the_norm():
@@ -206,7 +236,7 @@ def test_clip_grad_norm_bounds_the_update_and_records_the_norm():
     before = [p.detach().clone() for p in net.parameters()]
     h = tr.fit(net, load_array((X * 1000, y), 32), ce_step, 1, optimizer=torch.optim.SGD(net.parameters(), lr=1.0),
                callbacks=[tr.ClipGradNorm(0.01, record="grad_norm")], **quiet())
-    step = torch.sqrt(sum(((p.detach() - q) ** 2).sum() for p, q in zip(net.parameters(), before)))
+    step = torch.sqrt(sum(((p.detach() - q) ** 2).sum() for p, q in zip(net.parameters(), before, strict=True)))
     assert step <= 0.01 + 1e-6 and h["grad_norm"][0] > 1.0  # the norm before clipping
     with pytest.raises(ValueError, match="max_norm"):
         tr.ClipGradNorm(0)
@@ -240,7 +270,7 @@ def test_channels_last_keeps_results_within_tolerance():
                optimizer=torch.optim.SGD(net.parameters(), lr=0.1), callbacks=callbacks, **quiet())
         nets.append(net)
     assert nets[1][0].weight.is_contiguous(memory_format=torch.channels_last)
-    for p, q in zip(nets[0].parameters(), nets[1].parameters()):
+    for p, q in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
 
 
@@ -276,7 +306,8 @@ def test_live_plot_title_defaults_to_the_models_name(monkeypatch):
         tr.fit(net, load_array((X, y), 16), ce_step, 1, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
                progress=False, plot=False, title=title)
     assert titles == [tr.model_name(small_net()), "mine"]
-    assert tr.model_name(nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.ReLU())) == "Sequential: Flatten → Linear → ReLU"
+    sequential = nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.ReLU())
+    assert tr.model_name(sequential) == "Sequential: Flatten → Linear → ReLU"
     assert tr.model_name(nn.Linear(2, 3)) == "Linear"
     assert tr.model_name(nn.Sequential(*[nn.ReLU()] * 7)) == "Sequential"  # too long to list
 
@@ -290,7 +321,7 @@ def test_history_access_errors_and_consistency():
     with pytest.raises(KeyError, match=r"no metric 'val_acc'.*\['test_acc', 'train_loss'\]"):
         h["val_acc"]
     with pytest.raises(AttributeError, match="no attribute or metric 'val_acc'"):
-        h.val_acc
+        _ = h.val_acc
     with pytest.raises(ValueError, match=r"epoch 2 reports metrics \['train_loss'\]"):
         h.append(2, {"train_loss": 0.5})
 
@@ -448,3 +479,79 @@ def test_train_classifier_forward_runs_in_the_chosen_precision(monkeypatch, prec
                             mixed_precision=mixed, progress=False, plot=False)
     assert seen == [expected, expected]
     assert net[0].weight.dtype == torch.float32 and math.isfinite(h.train_loss[-1])  # master weights stay fp32
+
+
+# --- wrappers pass every fit option (issue 33) -------------------------------------------------
+
+def _wrappers():
+    """(name, call(**fit_options)) for every convenience wrapper around fit."""
+    from course_utils.language_model import RNNLanguageModel, train_language_model
+    from course_utils.seq2seq import train_seq2seq
+
+    lm = RNNLanguageModel(nn.GRU(3, 4, batch_first=True), 3)
+    return [
+        ("train_classifier", lambda **o: tr.train_classifier(
+            small_net(), [], None, nn.CrossEntropyLoss(), torch.optim.SGD(small_net().parameters(), lr=0.1), 1,
+            "cpu", **o)),
+        ("train_language_model", lambda **o: train_language_model(
+            lm, [], None, torch.optim.SGD(lm.parameters(), lr=0.1), 1, "cpu", **o)),
+        ("train_seq2seq", lambda **o: train_seq2seq(
+            nn.Linear(1, 1), [], None, torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1), 1, "cpu", **o)),
+    ]
+
+
+def test_fit_options_are_exactly_fits_keyword_options():
+    """Fails when fit gains (or loses, or retypes) a keyword: FitOptions, and so every wrapper's
+    **fit_options, must follow."""
+    keywords = {name: p.annotation for name, p in inspect.signature(tr.fit).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and name != "optimizer"}  # optimizer: a wrapper's own argument
+    options = {name: getattr(t, "__forward_arg__", t) for name, t in tr.FitOptions.__annotations__.items()}
+    assert options == keywords
+
+
+def test_every_wrapper_passes_every_fit_option_unchanged(monkeypatch):
+    from course_utils.language_model import train_language_model
+    from course_utils.seq2seq import train_seq2seq
+
+    for wrapper in (tr.train_classifier, train_language_model, train_seq2seq):
+        params = inspect.signature(wrapper).parameters
+        assert [p.annotation for p in params.values() if p.kind is p.VAR_KEYWORD] == ["Unpack[FitOptions]"]
+        assert not set(params) & set(tr.FitOptions.__annotations__), wrapper  # none restated by hand
+    seen = {}
+    monkeypatch.setattr(tr, "fit", lambda *args, **kwargs: seen.update(kwargs) or tr.History())
+    mine = tr.Throughput("mine")
+    values = dict(scheduler=object(), scheduler_interval="batch", evaluate=lambda model: {"mine": 7.0},
+                  callbacks=[mine], scaler=object(), checkpoint_path="ckpt.pt", resume=True, progress=True,
+                  plot=["train_loss"], title="a title")
+    assert set(values) == set(tr.FitOptions.__annotations__)
+    for name, call in _wrappers():
+        seen.clear()
+        call(**values)
+        for option, value in values.items():
+            if option == "callbacks":
+                assert seen[option][-1] is mine, name  # after the wrapper's own callbacks
+            elif option == "evaluate":
+                assert seen[option](small_net())["mine"] == 7.0, name  # added to the wrapper's metrics
+            else:
+                assert seen[option] is value, (name, option)
+
+
+def test_fit_with_adds_the_callers_metrics_and_refuses_a_clash():
+    X, y = blobs(32)
+    net = small_net()
+    options = tr.FitOptions(evaluate=lambda model: {"extra": 1.0}, **quiet())
+    h = tr.train_classifier(net, [(X, y)], [(X, y)], nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.1),
+                            1, **options)
+    assert h["extra"] == [1.0] and "test_acc" in h
+    with pytest.raises(ValueError, match=r"evaluate reports \['test_acc'\]"):
+        tr.train_classifier(net, [(X, y)], [(X, y)], nn.CrossEntropyLoss(),
+                            torch.optim.SGD(net.parameters(), lr=0.1), 1, evaluate=lambda m: {"test_acc": 0.0},
+                            **quiet())
+
+
+def test_model_device_is_the_given_device_else_the_first_parameter_or_buffer():
+    assert tr.model_device(nn.Linear(2, 1)) == torch.device("cpu")
+    assert tr.model_device(nn.Linear(2, 1), "meta") == torch.device("meta")
+    assert tr.model_device(nn.Linear(2, 1).to("meta")) == torch.device("meta")
+    assert tr.model_device(nn.BatchNorm1d(2, affine=False).to("meta")) == torch.device("meta")  # a buffer
+    assert tr.model_device(nn.ReLU()) == torch.device("cpu")

@@ -1,8 +1,10 @@
-"""Print how many CPU cores this process may really use: the smaller of its CPU affinity and
-its cgroup CPU quota (containers and CI often see all of the host's cores but may use two).
+"""Print how many CPU cores this process may really use: ``course_utils.cores.usable_cores``,
+the smaller of its CPU affinity and its cgroup CPU quota.
 
-``make lab`` and ``make run`` start kernels with ``OMP_NUM_THREADS`` set to this number, so
-PyTorch does not start one thread per host core and make them wait on each other.
+``make lab`` and ``make run`` start kernels with ``OMP_NUM_THREADS`` set to this number, and
+``make test`` starts this many pytest workers, so PyTorch does not start one thread per host
+core and make them wait on each other. It runs with any Python 3.10+ (``course_utils.cores``
+needs only the standard library), before ``.venv`` exists.
 
     $ python tools/cpu_count.py
     2
@@ -10,34 +12,12 @@ PyTorch does not start one thread per host core and make them wait on each other
 
 from __future__ import annotations
 
-import math
-import os
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-def cgroup_cpu_limit(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int | None:
-    """Cores allowed by a cgroup v2 ``cpu.max`` quota (``"200000 100000"`` -> 2), or None."""
-    try:
-        quota, period = cpu_max.read_text().split()[:2]
-    except (OSError, ValueError):
-        return None
-    if quota == "max":
-        return None
-    try:
-        return max(1, math.ceil(int(quota) / int(period)))
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
-    """Cores this process may use: affinity, capped by the cgroup quota when there is one."""
-    if hasattr(os, "sched_getaffinity"):
-        cores = len(os.sched_getaffinity(0))
-    else:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    limit = cgroup_cpu_limit(cpu_max)
-    return min(cores, limit) if limit is not None else cores
-
+from course_utils.cores import usable_cores  # noqa: E402  (the repository is on the path only now)
 
 if __name__ == "__main__":
     print(usable_cores())

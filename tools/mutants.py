@@ -39,18 +39,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))
-import warm_start  # noqa: E402
-
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))
 from course_utils.atomic_write import write_text  # noqa: E402  (standard library only: no torch)
+from tools import warm_start  # noqa: E402
+from tools.cpu_count import usable_cores  # noqa: E402  (course_utils.cores: affinity capped by the cgroup quota)
 
-try:
-    from cpu_count import usable_cores  # affinity capped by the cgroup quota
-except ImportError:  # pragma: no cover
-    def usable_cores() -> int:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 KEYS = {"id", "bug", "find", "replace"}
 # `python -m pytest`, minus ~3 CPU-seconds of start-up per run that the notebook tests never use:
 # jsonschema's optional IRI checker (rfc3987_syntax builds a grammar on import; nbval imports
@@ -101,7 +94,8 @@ def load_catalogue(path: Path, notebook_dir: Path) -> list[Mutant]:
         raise CatalogueError(f"{path}: not valid TOML: {err}") from None
     problems = [f"unknown top-level key {k!r} (only [[mutant]] tables)" for k in data if k != "mutant"]
     sources = code_sources(json.loads(nb_path.read_text(encoding="utf-8")))
-    mutants, seen = [], set()
+    mutants: list[Mutant] = []
+    seen: set[str] = set()
     for n, entry in enumerate(data.get("mutant", []), start=1):
         name = f"mutant #{n} ({entry.get('id', 'no id')})"
         if set(entry) != KEYS:
@@ -210,12 +204,14 @@ def run_env(root: Path, threads: int) -> dict[str, str]:
     set OMP_NUM_THREADS; MKL (matmul) follows OMP: MKL at 2 threads while OMP is at 1 made a busy
     2-core machine ~6x slower)."""
     omp = os.environ.get("OMP_NUM_THREADS") or str(threads)
-    env = dict(os.environ, COURSE_SMOKE="1", OMP_NUM_THREADS=omp, MKL_NUM_THREADS=os.environ.get("MKL_NUM_THREADS", omp))
+    env = dict(os.environ, COURSE_SMOKE="1", OMP_NUM_THREADS=omp,
+               MKL_NUM_THREADS=os.environ.get("MKL_NUM_THREADS", omp))
     # what the repository's conftest.py gives the kernels that pytest starts (network guard via
     # sitecustomize, Agg backend), set here already so that the warm-start server imports under it
     guard = [str(root / "tests" / "netguard"), str(root)] if (root / "conftest.py").exists() else []
     if guard:
-        env.update(COURSE_NETWORK_GUARD="1", PYTHONPATH=os.pathsep.join(guard + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env.update(COURSE_NETWORK_GUARD="1", PYTHONPATH=os.pathsep.join(guard + inherited))
         env.setdefault("MPLBACKEND", "Agg")
     return env
 
@@ -229,7 +225,8 @@ class WarmServer:
         spec = out / "mutants" / "_jupyter" / "kernels" / warm_start.KERNEL_NAME
         spec.mkdir(parents=True, exist_ok=True)
         (spec / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-S", str(Path(warm_start.__file__).resolve()), "kernel", "-f", "{connection_file}"],
+            "argv": [sys.executable, "-S", str(Path(warm_start.__file__).resolve()), "kernel",
+                     "-f", "{connection_file}"],
             "display_name": "Python 3 (warm start for make mutants)", "language": "python",
             "interrupt_mode": "signal"}), encoding="utf-8")
         self.env = dict(env, JUPYTER_PATH=os.pathsep.join([str(spec.parent.parent), env.get("JUPYTER_PATH", "")]),
@@ -341,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="store_true", help="also run each unmutated notebook (must pass)")
     parser.add_argument("--check", action="store_true", help="only validate the catalogues")
     parser.add_argument("--cold", action="store_true",
-                        help="start every pytest and kernel from scratch (default: fork them warm, tools/warm_start.py)")
+                        help="start every pytest and kernel from scratch "
+                             "(default: fork them warm, tools/warm_start.py)")
     parser.add_argument("--root", default=str(REPO), help=argparse.SUPPRESS)  # for the harness's own tests
     args = parser.parse_args(argv)
     if args.jobs < 1:
@@ -356,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(mutants)} mutants in {len({m.notebook for m in mutants})} catalogues: all valid")
         return 0
     stems = sorted({m.notebook for m in mutants})
-    jobs: list[tuple[Mutant | None, str]] = [(None, s) for s in stems if args.baseline] + [(m, m.notebook) for m in mutants]
+    jobs: list[tuple[Mutant | None, str]] = [(None, s) for s in stems if args.baseline]
+    jobs += [(m, m.notebook) for m in mutants]
     jobs = [(m, s) for m, s in jobs if args.select in f"{s}::{m.id if m else 'baseline'}"]
     threads = max(1, cores // args.jobs)
     print(f"{len(jobs)} runs, {args.jobs} at a time, "

@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from course_utils.atomic_write import WriteError, atomic_write, write_bytes, write_text  # noqa: E402
+from course_utils.cores import usable_cores  # noqa: E402
 from course_utils.report import read_results  # noqa: E402
 from tools.website.offline import MATHJAX_CONFIG, copy_mathjax, export_html, external_loads, run_banner  # noqa: E402
 
@@ -283,8 +284,7 @@ def _main(argv: list[str] | None) -> int:
             print(f"{outcome.status} in {outcome.seconds:.1f} s", flush=True)
             outcomes.append(outcome)
     else:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = max(1, cores // args.jobs)
+        threads = max(1, usable_cores() // args.jobs)
         print(f"running {len(paths)} notebooks, {args.jobs} at a time, {threads} thread(s) each", flush=True)
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(run_one, path, out_dir, args.timeout, threads, smoke) for path in paths]

@@ -125,7 +125,8 @@ def _preload() -> None:
     import pkgutil
     from importlib.metadata import entry_points
 
-    import numpy  # first: its OpenBLAS starts worker threads, which it stops before a fork (pthread_atfork)
+    # first: its OpenBLAS starts worker threads, which it stops before a fork (pthread_atfork)
+    import numpy  # noqa: F401
 
     allowed = _thread_count()
     import _pytest.junitxml  # noqa: F401
@@ -193,7 +194,8 @@ def startup_env(env: dict[str, str]) -> dict[str, object]:
     keys = ("PYTHON", "COURSE_", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "TORCH_", "MPLBACKEND")
     picked: dict[str, object] = {k: v for k, v in env.items()
                                  if k.startswith(keys) and not k.startswith("COURSE_WARM") and k != "PYTHONPATH"}
-    picked["PYTHONPATH"] = list(dict.fromkeys(os.path.realpath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p))
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    picked["PYTHONPATH"] = list(dict.fromkeys(os.path.realpath(p) for p in paths))
     picked["MPLBACKEND"] = env.get("MPLBACKEND") or "module://matplotlib_inline.backend_inline"  # ipykernel's default
     return picked
 
@@ -312,7 +314,7 @@ def serve(path: str) -> int:
             tag = tag_of.pop(pid)
             cpu_of_tag[tag] = cpu_of_tag.get(tag, 0.0) + usage.ru_utime + usage.ru_stime
             conn = conn_of.pop(pid)
-            reply = {"exit": os.waitstatus_to_exitcode(status)}
+            reply: dict[str, float] = {"exit": os.waitstatus_to_exitcode(status)}
             if kind_of.pop(pid) == "pytest":
                 reply["cpu"] = cpu_of_tag.pop(tag, 0.0)
             try:
