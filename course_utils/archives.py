@@ -13,7 +13,7 @@ Every error is an :class:`ArchiveError` (or another :class:`datafiles.DataFileEr
 ``except DataFileError`` catches every data problem.
 
 Introduced in ``notebooks/21_collaborative_filtering.ipynb`` (through ``movielens.py``).
-Copy with: ``datafiles.py``, ``atomic_write.py``.
+Copy with: ``datafiles.py``, ``atomic_write.py``, ``settings.py``.
 
 >>> import tempfile, zipfile
 >>> scratch = tempfile.TemporaryDirectory()

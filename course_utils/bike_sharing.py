@@ -21,7 +21,8 @@ zip's top level. UCI publishes no checksum for the zip, so the members' own SHA-
 guarantee: a member that differs is refused and nothing is saved.
 
 Introduced in ``notebooks/22_entity_embeddings.ipynb``.
-Copy with: ``archives.py``, ``datafiles.py``, ``atomic_write.py``, ``loaders.py``, ``tabular.py``.
+Copy with: ``archives.py``, ``datafiles.py``, ``atomic_write.py``, ``loaders.py``, ``tabular.py``,
+``cores.py``, ``settings.py``.
 
 >>> table = load_bike_sharing()
 >>> len(table["cnt"]), int(table["hr"].max()), int(table["day"][-1])

@@ -5,7 +5,8 @@ The files use the original *binary version* record layout (1 label byte, then 1,
 ``data/cifar-10/README.md`` for exactly which images and why.
 
 Introduced in ``notebooks/13_resnet_densenet.ipynb``.
-Copy with: ``datafiles.py``, ``atomic_write.py``, ``loaders.py``, ``image_batches.py``.
+Copy with: ``datafiles.py``, ``atomic_write.py``, ``loaders.py``, ``image_batches.py``,
+``cores.py``, ``settings.py``.
 
 >>> train_iter, test_iter = cifar10_loaders(128, augment=True)
 >>> X, y = next(iter(train_iter))

@@ -14,7 +14,8 @@ starts with its first 1,000 images in their original order, then the rest by cla
 Online users who want the original bytes: ``torchvision.datasets.CIFAR10(download=True)``.
 
 Introduced in ``notebooks/24_cifar10_ladder.ipynb``.
-Copy with: ``atomic_write.py``, ``datafiles.py``, ``loaders.py``, ``image_batches.py``.
+Copy with: ``atomic_write.py``, ``datafiles.py``, ``loaders.py``, ``image_batches.py``,
+``cores.py``, ``settings.py``.
 
 >>> parse_member_name("CIFAR-10-images/train/cat/0007.jpg")
 ('train', 3, 7)

@@ -28,7 +28,7 @@ every data file the course uses; :func:`dataset_status` (``make doctor``) checks
 
 Introduced in ``notebooks/04_softmax_regression.ipynb`` (through ``fashion_mnist.py``; used
 directly in ``17_optimizers.ipynb``).
-Copy with: ``atomic_write.py``.
+Copy with: ``atomic_write.py``, ``settings.py``.
 
 >>> ensure_file("timemachine/timemachine.txt").name
 'timemachine.txt'
@@ -54,8 +54,10 @@ from typing import IO, Any
 
 if __package__:  # part of course_utils (or of your own package)
     from .atomic_write import STALE_TEMPORARY_SECONDS, WriteError, atomic_write
+    from .settings import env_flag
 else:  # copied flat next to its siblings (see the README, "Copying a module")
     from atomic_write import STALE_TEMPORARY_SECONDS, WriteError, atomic_write
+    from settings import env_flag
 
 __all__ = [
     "Archive",
@@ -87,8 +89,6 @@ MAX_DOWNLOAD_BYTES = 1 << 30
 MAX_DECOMPRESSED_BYTES = 1 << 30
 """:func:`read_data_bytes` refuses a file that decompresses to more than this (1 GiB)."""
 _CHUNK = 1 << 20
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
 
 
 class DataFileError(RuntimeError):
@@ -350,16 +350,7 @@ def offline_mode() -> bool:
     An unknown value such as ``maybe`` or ``ture`` raises ``ValueError`` instead of being read
     as "online".
     """
-    raw = os.environ.get("COURSE_OFFLINE", "")
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(
-        f"COURSE_OFFLINE={raw!r} is not understood; use 1/true/yes/on (never download) or "
-        "0/false/no/off (downloads allowed)"
-    )
+    return env_flag("COURSE_OFFLINE", "1/true/yes/on (never download) or 0/false/no/off (downloads allowed)")
 
 
 # --- checking files -------------------------------------------------------------------------

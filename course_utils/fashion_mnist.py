@@ -5,7 +5,8 @@
   [0, 1], converted (and optionally resized and normalized) once per batch, not per image.
 
 Introduced in ``notebooks/04_softmax_regression.ipynb``.
-Copy with: ``datafiles.py``, ``atomic_write.py``, ``loaders.py``, ``image_batches.py``.
+Copy with: ``datafiles.py``, ``atomic_write.py``, ``loaders.py``, ``image_batches.py``,
+``cores.py``, ``settings.py``.
 
 >>> train_iter, test_iter = fashion_mnist_loaders(256, n_train=512, n_test=256)
 >>> X, y = next(iter(train_iter))

@@ -8,7 +8,8 @@
   ``<pad>``, ``<bos>``, ``<eos>``), sequences truncated/padded to ``num_steps``.
 
 Introduced in ``notebooks/18_seq2seq_beam_search.ipynb``.
-Copy with: ``text.py``, ``datafiles.py``, ``atomic_write.py``, ``loaders.py``.
+Copy with: ``text.py``, ``datafiles.py``, ``atomic_write.py``, ``loaders.py``, ``cores.py``,
+``settings.py``.
 
 >>> data = fra_eng_loaders(batch_size=4, num_steps=6, num_examples=100)
 >>> src, src_len, tgt_in, tgt, tgt_len = next(iter(data.train_iter))

@@ -6,7 +6,7 @@ a whole list of indices per batch: ``TensorDataset.__getitem__`` then does a sin
 operation per tensor. A ``transform`` runs once per batch (e.g. uint8 → float, resize).
 
 Introduced in ``notebooks/03_linear_regression.ipynb``.
-Copy alone.
+Copy with: ``cores.py``.
 
 >>> X, y = torch.arange(10.0).reshape(5, 2), torch.arange(5)
 >>> [xb.shape[0] for xb, yb in load_array((X, y), batch_size=2, is_train=False)]
@@ -15,7 +15,6 @@ Copy alone.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -28,6 +27,11 @@ from torch.utils.data import (
     SequentialSampler,
     TensorDataset,
 )
+
+if __package__:  # part of course_utils (or of your own package)
+    from .cores import usable_cores
+else:  # copied flat next to its siblings (see the README, "Copying a module")
+    from cores import usable_cores
 
 __all__ = ["tensor_loader", "load_array", "safe_num_workers"]
 
@@ -43,14 +47,14 @@ def safe_num_workers(requested: int | None = None) -> int:
 
     ``0`` inside Jupyter/IPython and on Windows (worker processes there need picklable,
     importable code and often hang or crash in notebooks); otherwise ``requested`` capped at the
-    number of CPU cores (``requested=None`` means 0: in-memory tensors rarely need workers).
+    number of CPU cores this process may use (``cores.usable_cores``: affinity and container quota;
+    ``requested=None`` means 0: in-memory tensors rarely need workers).
     """
     if requested is not None and requested < 0:
         raise ValueError(f"num_workers must be >= 0, got {requested}")
     if "ipykernel" in sys.modules or sys.platform.startswith("win"):
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min(requested or 0, cores or 1)
+    return min(requested or 0, usable_cores())
 
 
 def tensor_loader(

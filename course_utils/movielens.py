@@ -15,7 +15,8 @@ GroupLens' official zip (itself verified, then unpacked safely and each member c
 by ``archives.ensure_from_archive``.
 
 Introduced in ``notebooks/21_collaborative_filtering.ipynb``.
-Copy with: ``archives.py``, ``datafiles.py``, ``atomic_write.py``, ``loaders.py``, ``tabular.py``.
+Copy with: ``archives.py``, ``datafiles.py``, ``atomic_write.py``, ``loaders.py``, ``tabular.py``,
+``cores.py``, ``settings.py``.
 
 >>> data = load_movielens()
 >>> len(data), data.users.unique().numel(), data.titles[1]

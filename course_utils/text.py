@@ -10,7 +10,7 @@
   with ``<eos>`` and padding, and the valid lengths (the input of a seq2seq model).
 
 Introduced in ``notebooks/14_text_and_language_models.ipynb``.
-Copy with: ``datafiles.py``, ``atomic_write.py``.
+Copy with: ``datafiles.py``, ``atomic_write.py``, ``settings.py``.
 
 >>> train_iter, val_iter, vocab = language_model_data(batch_size=32, num_steps=35)
 >>> X, Y = next(iter(train_iter))

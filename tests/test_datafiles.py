@@ -272,7 +272,7 @@ def test_datafiles_copied_elsewhere_uses_the_cache_folder(tmp_path, layout):
     (tmp_path / "data").mkdir()
     folder = tmp_path / ("their_project" if layout == "other_package" else "flat")
     folder.mkdir()
-    for name in ("datafiles.py", "atomic_write.py"):  # its docstring: "Copy with: ``atomic_write.py``."
+    for name in ("datafiles.py", "atomic_write.py", "settings.py"):  # its docstring's "Copy with:" list
         shutil.copy(Path(df.__file__).with_name(name), folder / name)
     module = "datafiles"
     if layout == "other_package":
