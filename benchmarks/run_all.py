@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from course_utils.atomic_write import write_text  # noqa: E402
 from course_utils.cores import usable_cores  # noqa: E402
+from course_utils.settings import seed_offset  # noqa: E402
 
 
 def machine() -> dict[str, str]:
@@ -53,7 +54,8 @@ def machine() -> dict[str, str]:
         pass
     cores = usable_cores()
     return {"cpu": cpu, "cores": str(cores), "python": platform.python_version(),
-            "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "seed": str(seed_offset()), "torch_threads": os.environ.get("OMP_NUM_THREADS", "one per core")}
 
 
 def run_json(cmd: list[str]) -> dict:
@@ -123,7 +125,8 @@ def _result_line(results: dict) -> str:
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
-             f"torch {m['torch']} (`make bench`).", "", *[f"Note: {n}\n" for n in results.get("notes", []) if n]]
+             f"torch {m['torch']}, COURSE_SEED={m.get('seed', '0')}, torch threads: "
+             f"{m.get('torch_threads', 'one per core')} (`make bench`).", "", *[f"Note: {n}\n" for n in results.get("notes", []) if n]]
     d2l, ours = results.get("lenet_d2l"), results.get("lenet_course")
     if d2l and ours:
         d2l_rate = [r["examples_per_sec"] for r in d2l]

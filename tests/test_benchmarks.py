@@ -53,6 +53,15 @@ def test_results_table_shows_means_spreads_and_goals():
     assert "**3.25 (3.00–3.50)×**" in table  # 12,000 and 14,000 against d2l's mean of 4,000
     assert "| lenet | 1 | 2 | 3 | 4 | 2.00× | 0.0010 | 25% / 20% |" in table
     assert "| quick | epochs 1 | 0.8950 (0.8900–0.9000) | 16.0 (15.0–17.0) | ≥ 0.90 in ≤ 20 s | 1/2 |" in table
+    assert "COURSE_SEED=0, torch threads: one per core" in table  # an older results file: the defaults
+
+
+def test_the_report_names_the_seed_and_threads(monkeypatch):
+    monkeypatch.setenv("COURSE_SEED", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    m = run_all.machine()
+    assert (m["seed"], m["torch_threads"]) == ("2", "1")
+    assert "COURSE_SEED=2, torch threads: 1 (`make bench`)" in run_all.markdown({"machine": m})
 
 
 def test_chapter_12_teaches_the_network_the_benchmark_times():
