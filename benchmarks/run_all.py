@@ -126,7 +126,8 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
              f"torch {m['torch']}, COURSE_SEED={m.get('seed', '0')}, torch threads: "
-             f"{m.get('torch_threads', 'one per core')} (`make bench`).", "", *[f"Note: {n}\n" for n in results.get("notes", []) if n]]
+             f"{m.get('torch_threads', 'one per core')} (`make bench`).", "",
+             *[f"Note: {n}\n" for n in results.get("notes", []) if n]]
     d2l, ours = results.get("lenet_d2l"), results.get("lenet_course")
     if d2l and ours:
         d2l_rate = [r["examples_per_sec"] for r in d2l]
