@@ -131,3 +131,36 @@ def test_report_heading_and_labels_by_mode(tmp_path):
     full = write_reports(outcomes, tmp_path, smoke=False)
     assert full.splitlines()[0] == "# Notebook run report — full mode"
     assert "expected below" not in full
+
+
+def test_a_kernel_that_dies_before_starting_is_retried_and_other_errors_are_not(tmp_path, monkeypatch):
+    import nbclient
+
+    import run_notebooks
+
+    nb_path = notebook(tmp_path / "01_x.ipynb", "x = 1")
+    starts = []
+
+    class FlakyClient:  # the first kernel loses a port race; the second one runs the notebook
+        def __init__(self, nb, **kwargs):
+            self.nb = nb
+
+        def execute(self, env=None):
+            starts.append(1)
+            if len(starts) == 1:
+                raise RuntimeError(run_notebooks.KERNEL_NOT_STARTED)
+
+    monkeypatch.setattr(nbclient, "NotebookClient", FlakyClient)
+    outcome = run_notebooks.run_one(nb_path, tmp_path / "out", timeout=60)
+    assert outcome.status == "ok" and len(starts) == 2
+
+    class BrokenClient(FlakyClient):  # any other error is not hidden by a retry
+        def execute(self, env=None):
+            starts.append(1)
+            raise RuntimeError("something else")
+
+    starts.clear()
+    monkeypatch.setattr(nbclient, "NotebookClient", BrokenClient)
+    with pytest.raises(RuntimeError, match="something else"):
+        run_notebooks.run_one(nb_path, tmp_path / "out", timeout=60)
+    assert len(starts) == 1

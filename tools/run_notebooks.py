@@ -139,6 +139,12 @@ def _kernel_config() -> object:
     return config
 
 
+# Kernels started side by side (--jobs N, or beside a test run) can race for a free port; the
+# loser dies before it answers, having run nothing. Such a start is retried, nothing else.
+KERNEL_NOT_STARTED = "Kernel died before replying to kernel_info"
+KERNEL_START_TRIES = 3
+
+
 def run_one(path: Path, out_dir: Path, timeout: int, threads: int | None = None,
             smoke: bool | None = None) -> Outcome:
     """Execute one notebook into ``out_dir`` (``main`` has copied MathJax there first)."""
@@ -156,11 +162,19 @@ def run_one(path: Path, out_dir: Path, timeout: int, threads: int | None = None,
     if threads is not None:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, str(threads))
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", config=_kernel_config(),
-                            resources={"metadata": {"path": str(path.parent)}})
     tic = time.perf_counter()
     try:
-        client.execute(env=env)
+        for attempt in range(KERNEL_START_TRIES):
+            client = NotebookClient(nb, timeout=timeout, kernel_name="python3", config=_kernel_config(),
+                                    resources={"metadata": {"path": str(path.parent)}})
+            try:
+                client.execute(env=env)
+                break
+            except RuntimeError as err:  # the kernel never started: no cell ran, so try again
+                if KERNEL_NOT_STARTED not in str(err) or attempt == KERNEL_START_TRIES - 1:
+                    raise
+                print(f"{path.stem}: {err} (try {attempt + 1}); starting a new kernel", file=sys.stderr,
+                      flush=True)
     except CellExecutionError:
         outcome.status = "FAILED"
         outcome.failing_cell = failing_cell(nb)
