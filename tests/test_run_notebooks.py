@@ -135,7 +135,6 @@ def test_report_heading_and_labels_by_mode(tmp_path):
 
 def test_a_kernel_that_dies_before_starting_is_retried_and_other_errors_are_not(tmp_path, monkeypatch):
     import nbclient
-
     import run_notebooks
 
     nb_path = notebook(tmp_path / "01_x.ipynb", "x = 1")
