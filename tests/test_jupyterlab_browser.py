@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import urllib.error
 
 import pytest
 from test_jupyter_server import Server, copy_notebooks
@@ -19,14 +20,29 @@ CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-bro
 
 
 def wait_for_idle_kernel(server: Server, timeout: float = 120) -> None:
-    """Wait until JupyterLab has started the notebook's kernel and it is idle."""
+    """Wait until JupyterLab has started the notebook's kernel and it is idle.
+
+    While a kernel is being launched, jupyter_server already lists it but has not yet given it a
+    ``last_activity``, so ``GET /api/kernels`` can answer 500 for a moment (an AttributeError in
+    ``kernel_model``; seen in CI on 2026-12-07, and reported upstream for enterprise_gateway #1395).
+    JupyterLab's own poll retries; so does this one, until ``timeout``, and then shows the server log.
+    """
     deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
     while time.monotonic() < deadline:
-        kernels = server.request("GET", "/api/kernels")
-        if kernels and all(k["execution_state"] == "idle" for k in kernels):  # type: ignore[union-attr]
-            return
+        try:
+            kernels = server.request("GET", "/api/kernels")
+        except urllib.error.HTTPError as error:
+            if error.code != 500:
+                raise
+            last_error = error
+        else:
+            if kernels and all(k["execution_state"] == "idle" for k in kernels):  # type: ignore[union-attr]
+                return
         time.sleep(0.5)
-    raise TimeoutError("JupyterLab did not start an idle kernel")
+    server.log.seek(0)
+    raise TimeoutError(f"JupyterLab did not start an idle kernel (last error: {last_error});"
+                       f" server log:\n{server.log.read()[-3000:]}")
 
 
 def test_notebook_renders_and_a_cell_runs_in_jupyterlab(tmp_path, local_ports_lock):
