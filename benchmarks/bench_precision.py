@@ -9,7 +9,9 @@ Measures, with random data (speed only, no accuracy):
 2. training throughput (forward, backward, AdamW step; batch 256) of d2l's LeNet and of the
    recommended Fashion-MNIST CNN (``fashion_recipe.fast_cnn``) in the four combinations of
    float32 / bfloat16 autocast and default / channels-last layout;
-3. what ``course_utils.settings`` chooses automatically here, and its speed against plain float32;
+3. what ``course_utils.fast_settings.choose`` picks for each net here (timed afresh, not from the
+   cache, as ``train_classifier`` does on a machine's first run), and the pick's speed as a
+   fraction of the fastest of the four and against plain float32 (goal: at least 0.95 of the best);
 4. each net's training FLOPs per example (counted by ``torch.utils.flop_counter``) times its
    examples per second with the automatic choice, as a fraction of the float32 matrix-product rate
    and of the nominal float32 peak: cores × clock (``cpu MHz`` in /proc/cpuinfo) × 64 FLOP per
@@ -38,7 +40,8 @@ from fashion_recipe import fast_cnn  # noqa: E402
 
 from course_utils.atomic_write import write_text  # noqa: E402
 from course_utils.cores import usable_cores  # noqa: E402
-from course_utils.settings import channels_last_report, precision_report  # noqa: E402
+from course_utils.fast_settings import choose  # noqa: E402
+from course_utils.settings import timed_per_model  # noqa: E402
 
 BATCH = 256
 
@@ -106,24 +109,28 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     torch.optim.AdamW(nn.Linear(1, 1).parameters())  # torch's lazy imports, off the clock
-    cpu = torch.device("cpu")
-    auto_bf16 = precision_report(cpu)[0] == torch.bfloat16
-    auto_cl = channels_last_report(cpu)[0]
     peak = nominal_fp32_peak_gflops()
+    timed = timed_per_model(torch.device("cpu"))
     result: dict = {
         "matmul_gflops": {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)},
         "nominal_fp32_peak_gflops": peak[0] if peak else None, "nominal_peak_how": peak[1] if peak else None,
-        "auto": {"bf16": auto_bf16, "channels_last": auto_cl,
-                 "why": [precision_report(cpu)[1], channels_last_report(cpu)[1]]},
+        "auto": {"why": ["timed per net (fast_settings.choose, about a second per net)" if timed else
+                         "COURSE_PRECISION / COURSE_CHANNELS_LAST set: not timed"]},
         "nets": {},
     }
     for name, make in [("lenet", lenet), ("fast_cnn", fast_cnn)]:
         rates = {f"{'bf16' if bf16 else 'fp32'}{'+cl' if cl else ''}": train_throughput(make, bf16, cl)
                  for bf16 in (False, True) for cl in (False, True)}
-        auto_key = f"{'bf16' if auto_bf16 else 'fp32'}{'+cl' if auto_cl else ''}"
+        torch.manual_seed(0)
+        X, y = torch.randn(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
+        tic = time.perf_counter()
+        choice = choose(make(), X, y, nn.functional.cross_entropy, cache_path=None)
+        choice_seconds = time.perf_counter() - tic
+        auto_key = choice.name
         flops = training_flops_per_example(make)
         result["nets"][name] = {
             "examples_per_sec": rates, "auto": auto_key, "auto_speedup_vs_fp32": rates[auto_key] / rates["fp32"],
+            "auto_fraction_of_best": rates[auto_key] / max(rates.values()), "choice_seconds": choice_seconds,
             "training_gflop_per_example": flops / 1e9,
             "fraction_of_fp32_matmul_rate": flops * rates[auto_key] / (result["matmul_gflops"]["fp32"] * 1e9),
             "fraction_of_nominal_fp32_peak": flops * rates[auto_key] / (peak[0] * 1e9) if peak else None,

@@ -156,12 +156,14 @@ def markdown(results: dict) -> str:
         lines += [f"**2. Precision and layout** (training examples per second, random batches of 256; a 2048² "
                   f"matrix product runs at {mm['fp32']:.0f} GFLOP/s in float32 and {mm['bf16']:.0f} in "
                   f"bfloat16 here{peak_text}). Automatic choice: {', '.join(prec['auto']['why'])}.", "",
-                  "| net | fp32 | fp32 + channels_last | bf16 | bf16 + channels_last | auto vs fp32 | "
-                  "training GFLOP / example | auto: fraction of the fp32 matmul rate / of the nominal peak |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| net | fp32 | fp32 + channels_last | bf16 | bf16 + channels_last | automatic pick (time to pick) "
+                  "| pick vs best (goal ≥ 0.95) | pick vs fp32 | "
+                  "training GFLOP / example | pick: fraction of the fp32 matmul rate / of the nominal peak |",
+                  "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
         for name, r in prec["nets"].items():
             e = r["examples_per_sec"]
             lines.append(f"| {name} | {e['fp32']:.0f} | {e['fp32+cl']:.0f} | {e['bf16']:.0f} | {e['bf16+cl']:.0f} | "
+                         f"{r['auto']} ({r['choice_seconds']:.1f} s) | {r['auto_fraction_of_best']:.2f} | "
                          f"{r['auto_speedup_vs_fp32']:.2f}× | {r['training_gflop_per_example']:.4f} | "
                          f"{r['fraction_of_fp32_matmul_rate']:.0%} / "
                          f"{(r.get('fraction_of_nominal_fp32_peak') or float('nan')):.0%} |")

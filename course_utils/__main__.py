@@ -12,7 +12,7 @@ def doctor() -> int:
     import torch
 
     from .datafiles import data_root, dataset_status, offline_mode
-    from .settings import channels_last_report, device_report, precision_report, smoke_mode
+    from .settings import channels_last_report, device_report, precision_report, smoke_mode, timed_per_model
 
     try:
         import torchvision
@@ -35,8 +35,13 @@ def doctor() -> int:
     except ValueError as err:
         print(f"precision    ERROR: {err}")
         return 1
-    print(f"precision    {str(dtype).removeprefix('torch.')}  ({why_dtype}; COURSE_PRECISION)")
-    print(f"layout       channels_last {'on' if layout else 'off'}  ({why_layout}; COURSE_CHANNELS_LAST)")
+    if timed_per_model(device):
+        print("precision    timed per model when training starts: float32 or bfloat16, whichever is faster "
+              "(fast_settings.py; COURSE_PRECISION)")
+        print("layout       timed per model likewise: default or channels_last (COURSE_CHANNELS_LAST)")
+    else:
+        print(f"precision    {str(dtype).removeprefix('torch.')}  ({why_dtype}; COURSE_PRECISION)")
+        print(f"layout       channels_last {'on' if layout else 'off'}  ({why_layout}; COURSE_CHANNELS_LAST)")
     print(f"smoke mode   {smoke_mode()}  (COURSE_SMOKE)")
     try:
         print(f"offline      {offline_mode()}  (COURSE_OFFLINE)")

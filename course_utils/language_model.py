@@ -14,7 +14,8 @@ shape ``(batch, num_steps)``, ``logits`` of shape ``(batch, num_steps, vocab_siz
 * :func:`generate` — continue a prefix greedily or by sampling.
 
 Introduced in ``notebooks/14_text_and_language_models.ipynb`` (training: ``15_rnn.ipynb``).
-Copy with: ``training.py``, ``checkpoints.py``, ``atomic_write.py``, ``plotting.py``, ``settings.py``.
+Copy with: ``training.py``, ``checkpoints.py``, ``atomic_write.py``, ``plotting.py``, ``settings.py``,
+``fast_settings.py``.
 
 >>> net = RNNLanguageModel(nn.GRU(5, 8, batch_first=True), vocab_size=5)
 >>> logits, state = net(torch.tensor([[0, 1, 2]]))

@@ -13,7 +13,8 @@ rate before each batch, records the loss after each optimizer step and stops the
 course's one training loop, so a change to that loop reaches the range test too.
 
 Introduced in ``notebooks/24_cifar10_ladder.ipynb``.
-Copy with: ``training.py``, ``checkpoints.py``, ``atomic_write.py``, ``plotting.py``, ``settings.py``.
+Copy with: ``training.py``, ``checkpoints.py``, ``atomic_write.py``, ``plotting.py``, ``settings.py``,
+``fast_settings.py``.
 
 >>> import torch
 >>> torch.manual_seed(0)  # doctest: +ELLIPSIS

@@ -14,7 +14,7 @@ can be tested on toy models; :func:`translate` builds that from a model. Batches
 
 Introduced in ``notebooks/18_seq2seq_beam_search.ipynb``.
 Copy with: ``attention.py``, ``text.py``, ``datafiles.py``, ``training.py``, ``checkpoints.py``,
-``atomic_write.py``, ``plotting.py``, ``settings.py``.
+``atomic_write.py``, ``plotting.py``, ``settings.py``, ``fast_settings.py``.
 
 >>> bleu("il est calme .".split(), "il est calme .".split())
 1.0

@@ -10,12 +10,14 @@ the data files, live in :mod:`course_utils.datafiles`):
     Overrides the automatic choice (CUDA, then Apple MPS, then CPU). A device that is not
     there, or a malformed name such as ``cpu:3``, is an error.
 ``COURSE_PRECISION=auto|fp32|bf16``
-    The precision of training forward passes run under :func:`autocast`. ``auto`` (the default)
-    picks bfloat16 where it is measured to pay (a CUDA GPU with bf16, a CPU with AMX tiles) and
-    float32 elsewhere; ``fp32`` forces float32 everywhere.
+    The precision of training forward passes run under :func:`autocast`. ``auto`` (the default):
+    on the CPU, ``train_classifier`` times float32 against bfloat16 for each model and takes the
+    faster (``fast_settings.py``); bfloat16 on a CUDA GPU that has it; float32 elsewhere.
+    ``fp32`` forces float32 everywhere, ``bf16`` bfloat16.
 ``COURSE_CHANNELS_LAST=auto|1|0``
     Whether convolutional training uses the channels-last memory layout (same numbers up to
-    rounding, often faster convolutions). ``auto``: on for CPU and CUDA, off for MPS.
+    rounding, often faster convolutions). ``auto``: timed per model on the CPU (as above), on
+    for CUDA, off for MPS. Setting either variable turns the timing off.
 ``COURSE_SEED=N``
     Shifts every seed the course sets by ``N`` (a whole number ≥ 0; default 0):
     :func:`seed_everything` and :func:`course_seed`, which the notebooks pass every other seed
@@ -54,6 +56,7 @@ __all__ = [
     "precision_report",
     "autocast",
     "channels_last_report",
+    "timed_per_model",
     "describe",
     "full_fp32",
 ]
@@ -226,20 +229,30 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _cpu_has_amx() -> bool:
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so looked up softly
-    return bool(probe is not None and probe())
+def timed_per_model(device: torch.device | None = None) -> bool:
+    """Whether precision and layout are timed per model (``fast_settings.py``): on the CPU, with
+    neither ``COURSE_PRECISION`` nor ``COURSE_CHANNELS_LAST`` set (or both ``auto``).
+
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"COURSE_PRECISION": "fp32"}):
+    ...     timed_per_model(torch.device("cpu"))
+    False
+    """
+    device = get_device() if device is None else torch.device(device)
+    unset = all(os.environ.get(name, "").strip().lower() in ("", "auto")
+                for name in ("COURSE_PRECISION", "COURSE_CHANNELS_LAST"))
+    return device.type == "cpu" and unset
 
 
 def precision_report(device: torch.device | None = None) -> tuple[torch.dtype, str]:
     """The dtype :func:`autocast` computes in on ``device`` (default :func:`get_device`), and why.
 
     ``COURSE_PRECISION`` decides: ``fp32``, ``bf16``, or ``auto`` (unset). ``auto`` means bfloat16
-    on a CUDA GPU that supports it and on a CPU with AMX tiles, float32 elsewhere. A CPU with
-    AVX-512 BF16 but no AMX stays in float32: on the course's 2-core Xeon (`make bench`) a 2048²
-    matrix product ran 0.66× as fast in bfloat16, LeNet trained 0.83× as fast (both channels-last),
-    the recommended Fashion-MNIST CNN 1.03×, chapter 24's fast net 0.82×: no reliable gain, and
-    float32 is the reference (``COURSE_PRECISION=bf16`` tries it on yours). Anything else raises
+    on a CUDA GPU that supports it, float32 elsewhere; on the CPU, ``train_classifier`` does not
+    ask this function but times both per model (:func:`timed_per_model`, ``fast_settings.py``),
+    because CPU flags do not tell: with the same AVX-512 BF16 flags bfloat16 trained the course's
+    CNN 2.1× as fast on a Zen 4 EPYC and 0.66–1.03× as fast on a Xeon. Anything else raises
     ``ValueError``.
 
     >>> import os
@@ -259,9 +272,7 @@ def precision_report(device: torch.device | None = None) -> tuple[torch.dtype, s
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16, "this GPU computes bfloat16 natively"
     if device.type == "cpu":
-        if _cpu_has_amx():
-            return torch.bfloat16, "this CPU has AMX tiles for bfloat16"
-        return torch.float32, "no AMX on this CPU: bfloat16 is not reliably faster"
+        return torch.float32, "float32 unless train_classifier times bfloat16 faster for the model"
     return torch.float32, f"bfloat16 autocast not used on {device.type}"
 
 
@@ -299,8 +310,12 @@ def describe(device: torch.device | None = None) -> str:
     dtype, _ = precision_report(device)
     layout, _ = channels_last_report(device)
     offset = seed_offset()
-    return (f"smoke mode: {smoke_mode()} | device: {device} | training precision: "
-            f"{str(dtype).removeprefix('torch.')} | channels_last: {'on' if layout else 'off'}"
+    if timed_per_model(device):  # train_classifier times them per model and prints its choice
+        choices = "training precision: timed per model | channels_last: timed per model"
+    else:
+        precision = str(dtype).removeprefix("torch.")
+        choices = f"training precision: {precision} | channels_last: {'on' if layout else 'off'}"
+    return (f"smoke mode: {smoke_mode()} | device: {device} | {choices}"
             + (f" | COURSE_SEED: {offset}" if offset else ""))
 
 

@@ -15,7 +15,7 @@ float16 mixed precision is the same loop, not a second one.
 ``language_model.py`` and ``seq2seq.py`` add their own steps the same way.
 
 Introduced in ``notebooks/04_softmax_regression.ipynb``.
-Copy with: ``checkpoints.py``, ``atomic_write.py``, ``plotting.py``, ``settings.py``.
+Copy with: ``checkpoints.py``, ``atomic_write.py``, ``plotting.py``, ``settings.py``, ``fast_settings.py``.
 
 >>> import torch
 >>> from torch import nn
@@ -48,12 +48,12 @@ if TYPE_CHECKING:  # only for the type checker: typing.Unpack for **kwargs needs
 
 if __package__:  # part of course_utils (or of your own package)
     from .checkpoints import CheckpointError, resume_if_requested, save_checkpoint, training_state
+    from .fast_settings import FastSettings, choose
     from .plotting import TrainingMonitor
-    from .settings import autocast, channels_last_report
 else:  # copied flat next to its siblings (see the README, "Copying a module")
     from checkpoints import CheckpointError, resume_if_requested, save_checkpoint, training_state
+    from fast_settings import FastSettings, choose
     from plotting import TrainingMonitor
-    from settings import autocast, channels_last_report
 
 __all__ = [
     "fit",
@@ -64,6 +64,7 @@ __all__ = [
     "TrainingDivergedError",
     "ClipGradNorm",
     "ChannelsLast",
+    "FastestSettings",
     "Throughput",
     "accuracy",
     "correct_count",
@@ -216,6 +217,7 @@ def fit(
     progress: bool | None = None,
     plot: bool | Sequence[str] = True,
     title: str | None = None,
+    sync_every: int | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs over ``train_iter``; return the :class:`History`.
 
@@ -231,8 +233,16 @@ def fit(
     ``scaler``: a ``torch.amp.GradScaler`` for float16 autocast (in ``step``). ``progress``: a bar
     (``None``: where tqdm sees a terminal or notebook); ``plot``: a live plot of all metrics but
     times and speeds (or of the names given), with ``title`` (default: :func:`model_name`).
+    ``sync_every``: read the losses back from the device every that many batches (and at the end
+    of each epoch) instead of after every batch, so that a GPU is not kept waiting for the host;
+    a NaN loss is then found up to ``sync_every - 1`` batches late (the error still names its
+    batch). Default: 1 on the CPU (reading back costs nothing there), 32 on other devices.
     """
     _check_fit_args(epochs, scheduler_interval, callbacks)
+    if sync_every is None:
+        sync_every = 1 if model_device(model).type == "cpu" else 32
+    if not isinstance(sync_every, int) or isinstance(sync_every, bool) or sync_every <= 0:
+        raise ValueError(f"sync_every must be a positive int, got {sync_every!r}")
     if scaler is None:  # a disabled scaler: plain backward() and optimizer.step()
         scaler = torch.amp.GradScaler(enabled=False)
     done, saved = resume_if_requested(checkpoint_path, resume, model, optimizer, scheduler,
@@ -249,14 +259,15 @@ def fit(
             run.epoch, run.batch_index, run.count, total, tic = epoch, 0, 0, 0.0, time.perf_counter()
             model.train()
             _call(callbacks, "before_epoch", run)
+            pending: list[tuple[torch.Tensor, int, int]] = []  # (loss, n, batch) not yet read back
             for i, batch in enumerate(train_iter, start=1):
                 run.batch_index, run.batch = i, batch
                 _call(callbacks, "before_batch", run)
                 loss, n = _loss_and_weight(step(model, run.batch), run.batch)
                 run.loss = loss.detach()
-                value = float(run.loss)  # waits for the device: one number per batch
-                if not math.isfinite(value):
-                    raise _diverged(value, epoch, i)
+                pending.append((run.loss, n, i))
+                if len(pending) >= sync_every:  # waits for the device
+                    total = _read_back(pending, total, epoch, monitor)
                 optimizer.zero_grad()
                 scaler.scale(loss).backward()
                 _call(callbacks, "after_backward", run)
@@ -265,10 +276,10 @@ def fit(
                 _call(callbacks, "after_step", run)
                 if scheduler is not None and scheduler_interval == "batch":
                     scheduler.step()
-                total, run.count = total + value * n, run.count + n
-                monitor.step(epoch=epoch, loss=value)
+                run.count += n
                 if run.stop:
                     break
+            total = _read_back(pending, total, epoch, monitor)  # the epoch's last batches
             if run.batch_index == 0:
                 raise ValueError("the training data (train_iter) yielded no batches")
             if scheduler is not None and scheduler_interval == "epoch":
@@ -308,6 +319,7 @@ class FitOptions(TypedDict, total=False):
     progress: bool | None
     plot: bool | Sequence[str]
     title: str | None
+    sync_every: int | None
 
 
 def fit_with(
@@ -352,6 +364,23 @@ def _both(first: Evaluate, second: Evaluate) -> Evaluate:
         return {**metrics, **more}
 
     return evaluate
+
+
+def _read_back(pending: list[tuple[torch.Tensor, int, int]], total: float, epoch: int,
+               monitor: TrainingMonitor) -> float:
+    """Read the pending batch losses back (one transfer), check each is finite, add ``loss * n``
+    to ``total`` batch by batch (the sum a per-batch loop makes, to the last bit) and show them."""
+    if not pending:
+        return total
+    values = [float(pending[0][0])] if len(pending) == 1 else [float(v) for v in torch.stack(
+        [loss for loss, _, _ in pending]).cpu()]
+    for value, (_, n, batch) in zip(values, pending, strict=True):
+        if not math.isfinite(value):
+            raise _diverged(value, epoch, batch)
+        total += value * n
+        monitor.step(epoch=epoch, loss=value)
+    pending.clear()
+    return total
 
 
 def _diverged(value: float, epoch: int, batch: int) -> TrainingDivergedError:
@@ -454,6 +483,38 @@ class ChannelsLast:
                 else t for t in run.batch)
 
 
+class FastestSettings:
+    """Before the first batch, decide bfloat16 autocast and the memory layout for this model and
+    batch with ``fast_settings.choose`` (timed on the CPU, cached; as set elsewhere), print the
+    choice when it was timed, and from then on keep the layout (as :class:`ChannelsLast`).
+    The step runs its forward pass under :meth:`autocast`. ``bf16`` / ``channels_last``:
+    ``None`` to decide, ``True``/``False`` to fix."""
+
+    def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], device: torch.device,
+                 bf16: bool | None = None, channels_last: bool | None = None, announce: bool = True) -> None:
+        self.loss_fn, self.device, self.bf16, self.channels_last = loss_fn, device, bf16, channels_last
+        self.announce = announce
+        self.choice: FastSettings | None = None
+        self._layout = ChannelsLast()
+
+    def before_batch(self, run: FitState) -> None:
+        if self.choice is None:
+            X, y = (t.to(self.device) for t in run.batch[:2])
+            self.choice = choose(run.model, X, y, self.loss_fn, bf16=self.bf16, channels_last=self.channels_last)
+            if self.announce and self.choice.seconds:
+                print(f"training with {self.choice.describe()}")
+            if self.choice.channels_last:
+                self._layout.before_fit(run)
+        if self.choice.channels_last:
+            self._layout.before_batch(run)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bfloat16 autocast if it was chosen, else nothing."""
+        if self.choice is None or not self.choice.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+
 class Throughput:
     """Add ``name``: the items per second of training (the ``n`` that weigh the loss)."""
 
@@ -552,24 +613,24 @@ def train_classifier(
     Per epoch the history holds ``train_loss``, ``train_acc`` (of the epoch's training steps,
     in training mode while the weights change), ``test_acc`` (when ``test_iter`` is given),
     ``examples_per_sec`` and ``seconds``. ``loss_fn(y_hat, y)`` may return the batch mean or one
-    loss per example (they are averaged). The defaults are the fast ones for the device, as
-    ``settings.describe()`` prints them: ``channels_last=None`` adds :class:`ChannelsLast` when
-    ``settings.channels_last_report`` says so (``True``/``False`` force it), and
-    ``mixed_precision=True`` runs the forward pass and loss under ``settings.autocast`` (bfloat16
-    where ``settings.precision_report`` chooses it; ``False`` keeps float32). Every option of
+    loss per example (they are averaged). The defaults are the fast ones for this machine and
+    model (:class:`FastestSettings`): on the CPU the first batch times float32 against bfloat16
+    autocast and the default against the channels-last layout (about a second, once: the choice
+    is cached; it counts in the first epoch's ``seconds``) and prints what it chose;
+    ``COURSE_PRECISION`` / ``COURSE_CHANNELS_LAST`` or a GPU decide as ``settings.describe()``
+    prints. ``channels_last=True``/``False`` fixes the layout, ``mixed_precision=False`` keeps
+    float32. Every option of
     :func:`fit` (:class:`FitOptions`: ``scheduler``, ``scheduler_interval``, ``callbacks``,
     ``checkpoint_path``, ``resume``, ``plot``, ...) goes to it; an ``evaluate`` adds metrics.
     """
     device = model_device(net, device)
     net.to(device)
     running = _RunningAccuracy()
-    if channels_last is None:
-        channels_last = channels_last_report(device)[0]
-    precision = autocast(device) if mixed_precision else contextlib.nullcontext()
+    fastest = FastestSettings(loss_fn, device, bf16=None if mixed_precision else False, channels_last=channels_last)
 
     def step(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int]:
         X, y = (t.to(device, non_blocking=True) for t in batch)
-        with precision:
+        with fastest.autocast():
             y_hat = model(X)
             loss = loss_fn(y_hat, y).mean()
         running.add(y_hat.detach(), y)
@@ -581,5 +642,5 @@ def train_classifier(
             metrics["test_acc"] = evaluate_accuracy(model, test_iter, device)
         return metrics
 
-    extras = [Throughput("examples_per_sec"), *([ChannelsLast()] if channels_last else [])]
+    extras = [fastest, Throughput("examples_per_sec")]
     return fit_with(net, train_iter, step, num_epochs, optimizer, fit_options, evaluate=evaluate, callbacks=extras)

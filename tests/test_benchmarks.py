@@ -39,9 +39,10 @@ def test_results_table_shows_means_spreads_and_goals():
         "lenet_d2l": [_lenet(3000), _lenet(5000)],
         "lenet_course": [_lenet(12000, "smoke mode: False | device: cpu"), _lenet(14000, "s")],
         "precision": {"matmul_gflops": {"fp32": 240, "bf16": 130},
-                      "auto": {"why": ["no AMX", "cpu convolutions"]},
+                      "auto": {"why": ["timed per net"]},
                       "nets": {"lenet": {"examples_per_sec": {"fp32": 1, "fp32+cl": 2, "bf16": 3, "bf16+cl": 4},
-                                         "auto_speedup_vs_fp32": 2.0, "training_gflop_per_example": 0.001,
+                                         "auto": "bf16", "choice_seconds": 1.25, "auto_fraction_of_best": 0.75,
+                                         "auto_speedup_vs_fp32": 3.0, "training_gflop_per_example": 0.001,
                                          "fraction_of_fp32_matmul_rate": 0.25,
                                          "fraction_of_nominal_fp32_peak": 0.2}}},
         "time_to_accuracy": {"quick": {"recipe": {"epochs": 1}, "goal_accuracy": 0.9, "goal_seconds": 20,
@@ -51,7 +52,7 @@ def test_results_table_shows_means_spreads_and_goals():
     }
     table = run_all.markdown(results)
     assert "**3.25 (3.00–3.50)×**" in table  # 12,000 and 14,000 against d2l's mean of 4,000
-    assert "| lenet | 1 | 2 | 3 | 4 | 2.00× | 0.0010 | 25% / 20% |" in table
+    assert "| lenet | 1 | 2 | 3 | 4 | bf16 (1.2 s) | 0.75 | 3.00× | 0.0010 | 25% / 20% |" in table
     assert "| quick | epochs 1 | 0.8950 (0.8900–0.9000) | 16.0 (15.0–17.0) | ≥ 0.90 in ≤ 20 s | 1/2 |" in table
     assert "COURSE_SEED=0, torch threads: one per core" in table  # an older results file: the defaults
 

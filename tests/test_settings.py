@@ -149,13 +149,15 @@ def test_precision_follows_course_precision(monkeypatch):
         settings.precision_report(cpu)
 
 
-@pytest.mark.parametrize("amx, expected", [(True, torch.bfloat16), (False, torch.float32)])
-def test_automatic_cpu_precision_is_bf16_only_with_amx(monkeypatch, amx, expected):
-    monkeypatch.delenv("COURSE_PRECISION", raising=False)
-    monkeypatch.setattr(settings, "_cpu_has_amx", lambda: amx)
-    assert settings.precision_report(torch.device("cpu"))[0] == expected
-    monkeypatch.setenv("COURSE_PRECISION", "fp32")  # the one switch back to the reference
-    assert settings.precision_report(torch.device("cpu"))[0] == torch.float32
+@pytest.mark.parametrize("precision, layout, timed", [
+    ("", "", True), ("auto", "auto", True), ("fp32", "", False), ("", "1", False), ("bf16", "0", False)])
+def test_on_the_cpu_precision_and_layout_are_timed_unless_a_setting_decides(monkeypatch, precision, layout, timed):
+    monkeypatch.setenv("COURSE_PRECISION", precision)
+    monkeypatch.setenv("COURSE_CHANNELS_LAST", layout)
+    assert settings.timed_per_model(torch.device("cpu")) is timed
+    assert settings.timed_per_model(torch.device("cuda")) is False  # GPUs: the rules, not a stopwatch
+    described = settings.describe(torch.device("cpu"))
+    assert ("training precision: timed per model | channels_last: timed per model" in described) is timed
 
 
 def test_automatic_precision_on_cuda_follows_bf16_support(monkeypatch):

@@ -2,6 +2,7 @@
 
 import inspect
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -453,9 +454,17 @@ def test_train_classifier_passes_callbacks_and_channels_last():
     assert calls == [1, 2] and net[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("setting, expected", [("", True), ("0", False), ("1", True)])
-def test_train_classifier_layout_follows_the_settings_by_default(monkeypatch, setting, expected):
+@pytest.mark.parametrize("setting, faster, expected", [
+    ("", "fp32+cl", True), ("", "fp32", False), ("0", "fp32+cl", False), ("1", "fp32", True)])
+def test_train_classifier_layout_is_timed_unless_set(monkeypatch, tmp_path, setting, faster, expected):
+    """Unset, the layout is the one timed faster (a fake stopwatch here); set, the setting rules."""
+    from course_utils import fast_settings
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("COURSE_CHANNELS_LAST", setting)
+    monkeypatch.delenv("COURSE_PRECISION", raising=False)
+    monkeypatch.setattr(fast_settings, "time_training_step",
+                        lambda model, X, y, loss, bf16, cl: 1.0 if fast_settings._name(bf16, cl) == faster else 2.0)
     X = torch.randn(16, 2, 4, 4)  # two input channels: with one, both layouts are the same
     y = (X.mean(dim=(1, 2, 3)) > 0).long()
     net = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Flatten(), nn.Linear(32, 2))
@@ -522,7 +531,7 @@ def test_every_wrapper_passes_every_fit_option_unchanged(monkeypatch):
     mine = tr.Throughput("mine")
     values = dict(scheduler=object(), scheduler_interval="batch", evaluate=lambda model: {"mine": 7.0},
                   callbacks=[mine], scaler=object(), checkpoint_path="ckpt.pt", resume=True, progress=True,
-                  plot=["train_loss"], title="a title")
+                  plot=["train_loss"], title="a title", sync_every=5)
     assert set(values) == set(tr.FitOptions.__annotations__)
     for name, call in _wrappers():
         seen.clear()
@@ -534,6 +543,41 @@ def test_every_wrapper_passes_every_fit_option_unchanged(monkeypatch):
                 assert seen[option](small_net())["mine"] == 7.0, name  # added to the wrapper's metrics
             else:
                 assert seen[option] is value, (name, option)
+
+
+def test_reading_losses_back_every_k_batches_changes_no_number_and_still_names_a_nan_batch():
+    """sync_every (no host sync per batch on a GPU): the same history to the last bit, the same
+    live values, and a NaN loss still named by its own batch, found at the next read-back."""
+    X, y = blobs(96)
+    batches = [(X[i:i + 8], y[i:i + 8]) for i in range(0, 96, 8)]  # 12 batches: 5 + 5 + 2 at k = 5
+    runs = {}
+    for k in (1, 5, 64):
+        torch.manual_seed(0)
+        net = small_net()
+        seen: list[float] = []
+
+        def record(self, seen=seen, **kw):
+            seen.append(kw["loss"])
+
+        with mock.patch.object(tr.TrainingMonitor, "step", record):
+            h = tr.fit(net, batches, ce_step, 3, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                       sync_every=k, **quiet())
+        runs[k] = (h["train_loss"], seen, [p.detach().clone() for p in net.parameters()])
+    for k in (5, 64):
+        assert runs[k][0] == runs[1][0] and runs[k][1] == runs[1][1], k
+        assert all(torch.equal(a, b) for a, b in zip(runs[k][2], runs[1][2], strict=True))
+
+    def nan_at_batch_7(model, batch):
+        loss = ce_step(model, batch)
+        return loss * float("nan") if batch[0] is batches[6][0] else loss
+    net = small_net()
+    with pytest.raises(tr.TrainingDivergedError, match="epoch 1, batch 7"):
+        tr.fit(net, batches, nan_at_batch_7, 1, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+               sync_every=5, **quiet())
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="sync_every must be a positive int"):
+            tr.fit(net, batches, ce_step, 1, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                   sync_every=bad, **quiet())
 
 
 def test_fit_with_adds_the_callers_metrics_and_refuses_a_clash():
