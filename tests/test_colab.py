@@ -8,6 +8,8 @@ the test sees exactly the steps it would take on Colab.
 from __future__ import annotations
 
 import doctest
+import re
+import shutil
 import subprocess
 import sys
 import types
@@ -25,6 +27,8 @@ import tools.add_colab_cell as colab  # noqa: E402
 from course_utils import datafiles  # noqa: E402
 
 FMNIST = [(relpath, datafiles.FILES[relpath].sha256) for relpath in sorted(datafiles.DATASETS["fashion-mnist"])]
+SOMEONE = "https://github.com/someone/course"
+GIT = shutil.which("git")
 
 
 def test_docstring_examples():
@@ -84,7 +88,7 @@ def test_a_second_run_verifies_the_files_already_there_and_downloads_nothing(fak
     target = tmp_path / "content" / "course_data" / relpath
     target.parent.mkdir(parents=True)
     target.write_bytes((REPO / "data" / relpath).read_bytes())
-    source = colab.colab_cell_source([(relpath, datafiles.FILES[relpath].sha256)])
+    source = colab.colab_cell_source([(relpath, datafiles.FILES[relpath].sha256)], SOMEONE)
     run_cell(source)
     assert [step[0] for step in fake_colab] == ["run"]  # pip only
     target.write_bytes(b"tampered")
@@ -98,7 +102,7 @@ def test_outside_colab_the_cell_does_nothing(monkeypatch, tmp_path):
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a))
     monkeypatch.setattr(datafiles, "download", lambda *a, **k: calls.append(a))
     monkeypatch.chdir(tmp_path)
-    run_cell(colab.colab_cell_source(FMNIST))
+    run_cell(colab.colab_cell_source(FMNIST, SOMEONE))
     assert calls == [] and list(tmp_path.iterdir()) == []
 
 
@@ -163,7 +167,8 @@ def test_data_files_must_be_shipped_and_match_the_registry(tmp_path):
         colab.notebook_data_files(nb, {}, {}, tmp_path)
 
 
-def test_cell_is_inserted_before_the_settings_cell_and_updated_idempotently(tmp_path):
+def test_cell_is_inserted_before_the_settings_cell_and_updated_idempotently(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_REPO_URL", SOMEONE)
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# 99 · Test"),
         nbformat.v4.new_code_cell("from course_utils.settings import SMOKE"),
@@ -180,7 +185,7 @@ def test_cell_is_inserted_before_the_settings_cell_and_updated_idempotently(tmp_
     expected = cell.source
     assert cell.id == colab.CELL_ID and cell.metadata["tags"] == [colab.CELL_TAG]
     assert cell.outputs == [] and cell.execution_count is None
-    assert '"timemachine/timemachine.txt"' in cell.source and colab.COURSE_REPO in cell.source
+    assert '"timemachine/timemachine.txt"' in cell.source and f'"{SOMEONE}"' in cell.source
     nbformat.validate(written)
     assert colab.main([str(path), "--check"]) == 0
     assert colab.main([str(path)]) == 0 and path.read_text(encoding="utf-8") == first  # idempotent
@@ -194,20 +199,91 @@ def test_cell_is_inserted_before_the_settings_cell_and_updated_idempotently(tmp_
 def test_colab_url_and_a_clear_error_for_a_non_github_repository():
     assert colab.colab_url("notebooks/05_mlp.ipynb", "https://github.com/a/b.git", "dev") == (
         "https://colab.research.google.com/github/a/b/blob/dev/notebooks/05_mlp.ipynb")
-    with pytest.raises(ValueError, match="COURSE_REPO must be https://github.com/OWNER/NAME"):
+    with pytest.raises(ValueError, match="must be https://github.com/OWNER/NAME"):
         colab.colab_url("05_mlp", "https://gitlab.com/a/b")
+    with pytest.raises(ValueError, match="must be https://github.com/OWNER/NAME"):  # the docs' placeholder
+        colab.colab_url("05_mlp", "https://github.com/OWNER/REPO")
 
 
-def test_links_print_the_readme_link_format(capsys):
+@pytest.mark.parametrize("address, expected", [
+    ("https://github.com/someone/course", SOMEONE),
+    ("https://github.com/someone/course.git", SOMEONE),
+    ("https://github.com/someone/course/", SOMEONE),
+    ("https://x-access-token:s3cret@github.com/someone/course.git", SOMEONE),  # never into a link
+    ("git@github.com:someone/course.git", SOMEONE),
+    ("github.com:someone/course", SOMEONE),
+    ("ssh://git@github.com/someone/course.git", SOMEONE),
+    ("ssh://git@github.com:22/someone/course", SOMEONE),
+    ("  https://github.com/some-one/my.course.git\n", "https://github.com/some-one/my.course"),
+    ("https://github.com/OWNER/REPO", None),  # the placeholder
+    ("https://github.com/someone", None),
+    ("https://github.com/someone/course/tree/main", None),
+    ("http://github.com/someone/course", None),
+    ("https://gitlab.com/someone/course.git", None),
+    ("git@gitlab.com:someone/course.git", None),
+    ("https://github.com.evil.example/someone/course", None),
+    ("/srv/git/course", None),
+    ("", None),
+])
+def test_github_address_accepts_github_https_and_ssh_only(address, expected):
+    assert colab.github_address(address) == expected
+
+
+@pytest.mark.skipif(GIT is None, reason="needs git")
+def test_the_address_comes_from_the_setting_else_from_gits_origin(tmp_path, monkeypatch):
+    monkeypatch.delenv("COURSE_REPO_URL", raising=False)
+    repo = tmp_path / "clone"
+    repo.mkdir()
+
+    def git(*args: str) -> None:
+        subprocess.run([GIT, "-C", str(repo), *args], check=True, capture_output=True)
+
+    assert colab.course_repo_url({}, tmp_path / "not-a-repository") is None
+    git("init", "-q")
+    assert colab.course_repo_url({}, repo) is None  # no origin
+    git("remote", "add", "origin", "git@github.com:someone/course.git")
+    assert colab.course_repo_url({}, repo) == SOMEONE
+    git("remote", "set-url", "origin", "https://user:token@github.com/someone/course.git")
+    assert colab.course_repo_url({}, repo) == SOMEONE
+    git("remote", "set-url", "origin", "/srv/git/course")  # e.g. a clone of a local copy
+    assert colab.course_repo_url({}, repo) is None
+    git("remote", "set-url", "origin", "https://github.com/someone/course")
+    assert colab.course_repo_url({"COURSE_REPO_URL": "https://github.com/other/fork"}, repo) == (
+        "https://github.com/other/fork")  # the setting wins over git
+    assert colab.course_repo_url({"COURSE_REPO_URL": ""}, repo) is None  # empty: none, git not asked
+    with pytest.raises(ValueError, match="COURSE_REPO_URL must be the repository's GitHub address.*gitlab"):
+        colab.course_repo_url({"COURSE_REPO_URL": "https://gitlab.com/someone/course"}, repo)
+    monkeypatch.setenv("COURSE_REPO_URL", "git@github.com:someone/course.git")
+    assert colab.course_repo_url() == SOMEONE  # os.environ by default
+
+
+def test_without_an_address_there_is_no_link_and_no_cell(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("COURSE_REPO_URL", "")
+    with pytest.raises(colab.NoPublicAddress, match="no known public address.*COURSE_REPO_URL"):
+        colab.colab_url("01_tensors")
+    with pytest.raises(colab.NoPublicAddress):
+        colab.colab_cell_source([])
+    assert colab.main(["--links", str(REPO / "notebooks" / "01_tensors.ipynb")]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "no known public address" in out.err
+    path = tmp_path / "99_test.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), path)
+    before = path.read_text(encoding="utf-8")
+    assert colab.main([str(path)]) == 2
+    assert path.read_text(encoding="utf-8") == before  # no cell pointing at a placeholder
+
+
+def test_links_print_the_markdown_link_format(capsys, monkeypatch):
+    monkeypatch.setenv("COURSE_REPO_URL", SOMEONE)
     assert colab.main(["--links", str(REPO / "notebooks" / "01_tensors.ipynb")]) == 0
     assert capsys.readouterr().out == (
-        f"01_tensors: [Colab]({colab.colab_url('01_tensors')})\n")
+        f"01_tensors: [Colab]({colab.colab_url('01_tensors', SOMEONE)})\n")
 
 
 def test_colab_cells_are_all_current_or_all_absent():
-    """Until the repository has a public address (COURSE_REPO) the notebooks carry no Colab cell;
-    once `tools/add_colab_cell.py` adds them, every notebook has exactly one and it lists the data
-    that notebook reads today."""
+    """Until the repository has a public address (COURSE_REPO_URL) the notebooks carry no Colab cell;
+    once `tools/add_colab_cell.py` adds them, every notebook has exactly one, it names a real GitHub
+    address (never a placeholder) and it lists the data that notebook reads today."""
     present, absent = [], []
     for path in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
@@ -217,6 +293,8 @@ def test_colab_cells_are_all_current_or_all_absent():
             continue
         present.append(path.name)
         assert len(cells) == 1, f"{path.name}: {len(cells)} Colab cells"
-        assert cells[0].source == colab.colab_cell_source(colab.notebook_data_files(nb)), (
+        repo = re.search(r'^    COURSE_REPO, COURSE_REF = "([^"]*)"', cells[0].source, re.M)
+        assert repo and colab.github_address(repo[1]) == repo[1], f"{path.name}: no GitHub address in its Colab cell"
+        assert cells[0].source == colab.colab_cell_source(colab.notebook_data_files(nb), repo[1]), (
             f"{path.name}: stale Colab cell: run `python tools/add_colab_cell.py`")
     assert not (present and absent), f"Colab cell missing in {absent} but present in {present}"

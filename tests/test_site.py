@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import doctest
 import functools
+import html
 import http.server
 import json
 import os
@@ -102,6 +103,153 @@ def test_build_without_executed_notebooks_says_what_to_run(tmp_path):
     assert result.returncode == 1
     assert "no executed notebooks" in result.stderr and "make run" in result.stderr
     assert not (tmp_path / "site").exists()
+
+
+def _exercise_notebook(number: int, topic: str, exercises: list[tuple[str, str, str]]) -> nbformat.NotebookNode:
+    """A small chapter whose ``## Exercises`` section holds ``exercises``: (kind, title, solution kind)."""
+    cells = [nbformat.v4.new_markdown_cell(f"# {number:02d} · {topic.title()}\n\nThe lesson."),
+             nbformat.v4.new_code_cell("x = 1"),
+             nbformat.v4.new_markdown_cell("## Exercises")]
+    for n, (kind, title, solution) in enumerate(exercises, start=1):
+        ex = f"{number}.{n}"
+        if solution == "markdown":
+            cells.append(nbformat.v4.new_markdown_cell(
+                f"### Exercise {ex} · {kind} · {title}\n\nWhy does $x^2$ grow?\n\n<!-- BEGIN SOLUTION -->\n"
+                f"<details><summary>Answer</summary>\n\nBecause secret_answer_{ex.replace('.', '_')}.\n\n</details>\n"
+                "<!-- END SOLUTION -->"))
+        else:
+            cells.append(nbformat.v4.new_markdown_cell(f"### Exercise {ex} · {kind} · {title}\n\nWrite `f`."))
+            cells.append(nbformat.v4.new_code_cell(
+                "from course_utils.exercises import check\n\n\ndef f(x):\n    \"\"\"Twice x.\"\"\"\n"
+                f"    # BEGIN SOLUTION\n    secret_solution_{ex.replace('.', '_')} = 2 * x\n"
+                f"    return secret_solution_{ex.replace('.', '_')}\n    # END SOLUTION\n\n\ncheck(\"{ex}\", f)"))
+    return nbformat.v4.new_notebook(cells=cells)
+
+
+def _readme(tmp_path: Path) -> Path:
+    readme = tmp_path / "README.md"
+    readme.write_text("# A course\n\nLearn things.\n\n## Chapters\n\n| # | notebook | topics |\n| --- | --- | --- |\n"
+                      "| 02 | `02_first` | one |\n| 03 | `03_second` | two |\n", encoding="utf-8")
+    return readme
+
+
+@pytest.fixture(scope="module")
+def exercise_sources(tmp_path_factory) -> tuple[Path, Path]:
+    """``notebooks/`` with two chapters of exercises, and a ``make run`` output of the first only."""
+    root = tmp_path_factory.mktemp("exercises")
+    notebooks, src = root / "notebooks", root / "build"
+    notebooks.mkdir()
+    src.mkdir()
+    first = _exercise_notebook(2, "first", [("implement", "Double it", "code"),
+                                            ("question", 'Why "a & b"?', "markdown")])
+    nbformat.write(first, notebooks / "02_first.ipynb")
+    nbformat.write(first, src / "02_first.ipynb")
+    nbformat.write(_exercise_notebook(3, "second", [("implement", "Again", "code")]), notebooks / "03_second.ipynb")
+    return notebooks, src
+
+
+def _pages(site: Path) -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in site.glob("*.html")}
+
+
+def test_fold_solutions_folds_code_and_markdown_and_refuses_unpaired_markers():
+    nb = _exercise_notebook(2, "first", [("implement", "Double it", "code"), ("question", "Why?", "markdown")])
+    folded = build.fold_solutions(nb)
+    assert nb.cells[4].metadata == {} and "course_parts" in folded.cells[4].metadata  # the input is kept
+    parts = folded.cells[4].metadata["course_parts"]
+    assert [p["solution"] for p in parts] == [False, True, False]
+    assert parts[1]["source"] == "    secret_solution_2_1 = 2 * x\n    return secret_solution_2_1"
+    assert '"""Twice x."""' in parts[0]["source"] and parts[2]["source"] == 'check("2.1", f)'
+    markdown = folded.cells[5].source
+    assert markdown.count("<details") == 1 and "Answer" not in markdown  # one fold, not two
+    assert '<details class="course-solution"><summary>Solution</summary>' in markdown
+    assert "BEGIN SOLUTION" not in markdown and "secret_answer_2_2" in markdown
+    for broken in ("# BEGIN SOLUTION\nx = 1", "x = 1\n# END SOLUTION", "# BEGIN SOLUTION\n# BEGIN SOLUTION"):
+        with pytest.raises(build.SiteError, match="cell 0"):
+            build.fold_solutions(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(broken)]))
+    with pytest.raises(build.SiteError, match="unpaired"):
+        build.fold_solutions(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("<!-- BEGIN SOLUTION -->")]))
+
+
+def test_site_folds_solutions_and_lists_the_exercises_with_links_to_their_headings(tmp_path, exercise_sources):
+    notebooks, src = exercise_sources
+    site = tmp_path / "site"
+    summary = build.build_site(src, site, _readme(tmp_path), quiet=True, repo_url=None, notebooks=notebooks)
+    assert summary["exercises"] == 3 and summary["pages"] == 3
+    pages = _pages(site)
+    assert set(pages) == {"index.html", "02_first.html", "exercises.html"}
+    for name, page in pages.items():
+        assert offline.external_loads(page) == [], name
+        assert name == "exercises.html" or 'href="exercises.html"' in page, f"{name} does not link the exercises page"
+
+    chapter = pages["02_first.html"]
+    folds = re.findall(r'<details class="course-solution"( open)?><summary>Solution</summary>(.*?)</details>',
+                       chapter, re.S)
+    assert len(folds) == 2 and all(not is_open for is_open, _ in folds)  # closed by default
+    assert "secret_solution_2_1" in folds[0][1] and "secret_answer_2_2" in folds[1][1]
+    outside = re.sub(r'<details class="course-solution">.*?</details>', "", chapter, flags=re.S)
+    assert "secret_" not in outside and "BEGIN SOLUTION" not in chapter and "END SOLUTION" not in chapter
+    assert "Twice x." in outside and "check" in outside  # the signature, docstring and check stay visible
+    search_index = (site / "_static" / "search_index.js").read_text(encoding="utf-8")
+    assert "Double it" in search_index and "secret_" not in search_index  # solutions are not searchable
+
+    listing = pages["exercises.html"]
+    ids = set(re.findall(r'\bid="([^"]+)"', chapter))
+    links = dict(re.findall(r'<a href="02_first\.html#([^"]+)">([^<]+)</a>', listing))
+    assert {html.unescape(title) for title in links.values()} == {"Double it", 'Why "a & b"?'}
+    assert set(links) <= ids, "an exercise link points to no heading of the chapter page"
+    rows = re.findall(r"<tr><td>([\d.]+)</td><td>(\w+)</td><td>(.*?)</td><td>(\w+)</td></tr>", listing)
+    assert [(r[0], r[1], r[3]) for r in rows] == [("2.1", "implement", "yes"), ("2.2", "question", "no"),
+                                                  ("3.1", "implement", "yes")]
+    assert rows[2][2] == "Again"  # its chapter is not in this build: listed, not linked
+    assert "03 · Second" in listing and "not in this build" in listing
+
+
+@pytest.mark.parametrize("setting, colab", [("", False), ("git@github.com:someone/course.git", True)])
+def test_colab_links_and_the_cloud_only_when_the_repository_has_a_public_address(
+        tmp_path, monkeypatch, exercise_sources, setting, colab):
+    notebooks, src = exercise_sources
+    monkeypatch.setenv("COURSE_REPO_URL", setting)  # build_site reads the setting (repo_url="auto")
+    site = tmp_path / "site"
+    assert build.build_site(src, site, _readme(tmp_path), quiet=True, notebooks=notebooks)["colab"] is colab
+    pages = _pages(site)
+    if not colab:
+        for name, page in pages.items():
+            assert not re.search(r"colab|cloud", page, re.I), name
+        return
+    assert "Run in the cloud" in pages["index.html"]
+    for name in ("02_first", "03_second"):  # the home table's column, one link a chapter
+        assert f'href="https://colab.research.google.com/github/someone/course/blob/main/notebooks/{name}.ipynb"' in (
+            pages["index.html"])
+    assert ('<a class="course-colab" href="https://colab.research.google.com/github/someone/course/blob/main/'
+            'notebooks/02_first.ipynb">') in pages["02_first.html"]
+    assert "OWNER" not in "".join(pages.values())
+
+
+def test_a_repository_address_off_github_is_a_clear_error(tmp_path, monkeypatch, exercise_sources):
+    notebooks, src = exercise_sources
+    monkeypatch.setenv("COURSE_REPO_URL", "https://gitlab.com/someone/course")
+    with pytest.raises(build.SiteError, match="COURSE_REPO_URL must be the repository's GitHub address"):
+        build.build_site(src, tmp_path / "site", _readme(tmp_path), quiet=True, notebooks=notebooks)
+    assert not (tmp_path / "site").exists()
+
+
+def test_the_exercises_page_lists_every_exercise_of_the_course(tmp_path):
+    """Generated from tools/exercises.py's all_exercises() over notebooks/, whatever their number."""
+    from tools.exercises import all_exercises
+
+    src = tmp_path / "build"
+    src.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# 01 · Tensors")]),
+                   src / "01_tensors.ipynb")
+    build.build_site(src, tmp_path / "site", REPO / "README.md", quiet=True, repo_url=None)
+    listing = (tmp_path / "site" / "exercises.html").read_text(encoding="utf-8")
+    exercises = all_exercises()
+    rows = re.findall(r"<tr><td>([\d.]+)</td><td>(\w+)</td><td>(.*?)</td><td>(yes|no)</td></tr>", listing)
+    assert [(ex.id, ex.kind, ex.checked) for ex in exercises] == [(r[0], r[1], r[3] == "yes") for r in rows]
+    for ex, row in zip(exercises, rows, strict=True):
+        assert ex.title in html.unescape(row[2]), (ex.id, row)
+    assert (f"{len(exercises)} exercise" in listing) if exercises else ("No exercises yet." in listing)
 
 
 def _distinctive_word(own: nbformat.NotebookNode, other: nbformat.NotebookNode) -> str:

@@ -18,10 +18,14 @@ for ``ensure_file`` calls and ``DataFile`` specs, :func:`data_functions`) plus a
 
     python tools/add_colab_cell.py [NOTEBOOK ...]   # insert or update the cell (idempotent)
     python tools/add_colab_cell.py --check          # exit 1 if a notebook's cell is missing or stale
-    python tools/add_colab_cell.py --links          # the README's Colab links, one per notebook
+    python tools/add_colab_cell.py --links          # each notebook's Colab link, in Markdown
 
-``COURSE_REPO`` below is the one line to change when the repository gets its public address;
-then run this script again (and ``make site``).
+**The repository's public address is a setting** (:func:`course_repo_url`), never a placeholder:
+``COURSE_REPO_URL=https://github.com/OWNER/NAME`` (or ``git@github.com:OWNER/NAME.git``), else the
+address of git's ``origin`` remote when that is on GitHub (https or ssh; a user name or token in
+it is dropped). ``COURSE_REPO_URL=`` (empty) means "none" without asking git. While no address is
+known there is no Colab link anywhere (``make site`` leaves them out) and this script writes no
+cell: it says so and exits 2. Once the repository is public, run it (and ``make site``) again.
 """
 
 from __future__ import annotations
@@ -29,8 +33,11 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import re
+import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import nbformat
@@ -39,28 +46,120 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-# The course repository on GitHub, and the branch the notebooks and data are read from.
-COURSE_REPO = "https://github.com/OWNER/REPO"  # <- the one line to change
+# The setting that gives the course repository's public address (see course_repo_url), and the
+# branch the notebooks and data are read from.
+REPO_URL_VARIABLE = "COURSE_REPO_URL"
 COURSE_REF = "main"
 
 CELL_ID = "colab-setup"
 CELL_TAG = "colab-setup"
 
-__all__ = ["COURSE_REPO", "COURSE_REF", "colab_url", "data_functions", "data_registry", "notebook_data_files",
-           "colab_cell_source", "set_colab_cell", "main"]
+__all__ = ["REPO_URL_VARIABLE", "COURSE_REF", "NoPublicAddress", "github_address", "course_repo_url", "colab_url",
+           "data_functions", "data_registry", "notebook_data_files", "colab_cell_source", "set_colab_cell", "main"]
+
+_NAME = r"[A-Za-z0-9_.-]+"
+_GITHUB = [  # https (an optional user name or token is dropped), scp-like ssh, ssh:// URLs
+    re.compile(rf"https://(?:[^@/\s]+@)?github\.com/({_NAME})/({_NAME}?)(?:\.git)?/?"),
+    re.compile(rf"(?:[A-Za-z0-9_.-]+@)?github\.com:/?({_NAME})/({_NAME}?)(?:\.git)?/?"),
+    re.compile(rf"ssh://(?:[A-Za-z0-9_.-]+@)?github\.com(?::\d+)?/({_NAME})/({_NAME}?)(?:\.git)?/?"),
+]
 
 
-def colab_url(notebook: str | Path, repo: str = COURSE_REPO, ref: str = COURSE_REF) -> str:
+class NoPublicAddress(ValueError):
+    """The repository has no known public GitHub address, so no Colab link can be made."""
+
+
+def github_address(address: str) -> str | None:
+    """``https://github.com/OWNER/NAME`` for a GitHub https or ssh address, else None.
+
+    A user name or token in the address is dropped; the documentation's placeholder
+    ``OWNER/REPO`` is no address.
+
+    >>> github_address("git@github.com:someone/course.git")
+    'https://github.com/someone/course'
+    >>> github_address("https://x-access-token:abc@github.com/someone/course.git")
+    'https://github.com/someone/course'
+    >>> github_address("https://gitlab.com/someone/course") is None, github_address("/srv/course") is None
+    (True, True)
+    """
+    for pattern in _GITHUB:
+        match = pattern.fullmatch(address.strip())
+        if match and match.group(2) and match.group(2) not in (".", ".."):
+            owner, name = match.group(1), match.group(2)
+            if (owner, name) == ("OWNER", "REPO"):
+                return None
+            return f"https://github.com/{owner}/{name}"
+    return None
+
+
+def _origin(repo_dir: Path) -> str | None:
+    """The address of git's ``origin`` remote in ``repo_dir``, or None (no git, no remote)."""
+    try:
+        result = subprocess.run(["git", "-C", str(repo_dir), "remote", "get-url", "origin"],
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
+
+
+def course_repo_url(environ: Mapping[str, str] | None = None, repo_dir: Path = REPO) -> str | None:
+    """The repository's public address, ``https://github.com/OWNER/NAME``, or None if unknown.
+
+    ``COURSE_REPO_URL`` when set (empty: none, git is not asked; an address that is not on
+    GitHub is an error, since Colab opens only GitHub notebooks); otherwise git's ``origin``
+    remote in ``repo_dir`` when it is a GitHub https or ssh address. No network is used.
+
+    >>> course_repo_url({"COURSE_REPO_URL": "https://github.com/someone/course.git"})
+    'https://github.com/someone/course'
+    >>> course_repo_url({"COURSE_REPO_URL": ""}) is None
+    True
+    """
+    environ = os.environ if environ is None else environ
+    if REPO_URL_VARIABLE in environ:
+        value = environ[REPO_URL_VARIABLE].strip()
+        if not value:
+            return None
+        url = github_address(value)
+        if url is None:
+            raise ValueError(f"{REPO_URL_VARIABLE} must be the repository's GitHub address, "
+                             f"https://github.com/OWNER/NAME or git@github.com:OWNER/NAME.git (Colab opens only "
+                             f"notebooks on GitHub), got {value!r}; set it empty for none")
+        return url
+    origin = _origin(repo_dir)
+    return github_address(origin) if origin else None
+
+
+def _known(repo: str | None) -> str:
+    """``repo`` (or the setting, when None) as ``https://github.com/OWNER/NAME``; else an error."""
+    if repo is None:
+        found = course_repo_url()
+        if found is None:
+            raise NoPublicAddress(
+                "the course repository has no known public address, so there is no Colab link: set "
+                f"{REPO_URL_VARIABLE}=https://github.com/OWNER/NAME (or clone it from GitHub, so that git's "
+                "origin remote is its address)")
+        return found
+    url = github_address(repo)
+    if url is None:
+        raise ValueError(f"the repository address must be https://github.com/OWNER/NAME (Colab opens only "
+                         f"notebooks on GitHub), got {repo!r}")
+    return url
+
+
+def colab_url(notebook: str | Path, repo: str | None = None, ref: str = COURSE_REF) -> str:
     """The address that opens ``notebooks/<name>.ipynb`` of the repository in Colab.
+
+    ``repo`` defaults to :func:`course_repo_url`; :class:`NoPublicAddress` when that is unknown
+    (a link to a placeholder would be dead).
 
     >>> colab_url("01_tensors", "https://github.com/someone/course")
     'https://colab.research.google.com/github/someone/course/blob/main/notebooks/01_tensors.ipynb'
     """
-    match = re.fullmatch(r"https://github\.com/([^/]+/[^/]+?)(?:\.git)?/?", repo)
-    if match is None:
-        raise ValueError(f"COURSE_REPO must be https://github.com/OWNER/NAME, got {repo!r}")
+    owner_name = _known(repo).removeprefix("https://github.com/")
     name = Path(notebook).stem
-    return f"https://colab.research.google.com/github/{match.group(1)}/blob/{ref}/notebooks/{name}.ipynb"
+    return f"https://colab.research.google.com/github/{owner_name}/blob/{ref}/notebooks/{name}.ipynb"
 
 
 def _dataset_of(arg: ast.expr) -> str | None:
@@ -245,13 +344,15 @@ def notebook_data_files(
     return files
 
 
-def colab_cell_source(data_files: list[tuple[str, str]], repo: str = COURSE_REPO, ref: str = COURSE_REF) -> str:
+def colab_cell_source(data_files: list[tuple[str, str]], repo: str | None = None, ref: str = COURSE_REF) -> str:
     """The set-up cell's code for a notebook that reads ``data_files`` ((path, SHA-256) pairs).
+
+    ``repo`` defaults to :func:`course_repo_url` (:class:`NoPublicAddress` when unknown).
 
     >>> print(colab_cell_source([], "https://github.com/someone/course").splitlines()[3])
     if "google.colab" in sys.modules:
     """
-    colab_url("x", repo, ref)  # validates repo
+    repo = _known(repo)
     files = "".join(f"\n        ({json.dumps(relpath)}, {json.dumps(sha)})," for relpath, sha in data_files)
     files_list = f"[{files}\n    ]" if data_files else "[]"
     return f'''# On Google Colab: install the course's helper package and fetch the data this chapter
@@ -294,19 +395,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebooks", nargs="*", help="default: notebooks/[0-9][0-9]_*.ipynb")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a cell is missing or stale")
-    parser.add_argument("--links", action="store_true", help="print the README's Colab link for each notebook")
+    parser.add_argument("--links", action="store_true", help="print each notebook's Colab link (Markdown)")
     args = parser.parse_args(argv)
     paths = [Path(p) for p in args.notebooks] or sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    try:
+        repo = _known(None)
+    except ValueError as err:  # NoPublicAddress, or a COURSE_REPO_URL that is not on GitHub
+        print(f"add_colab_cell: {err}", file=sys.stderr)
+        return 2
     if args.links:
         for path in paths:
-            print(f"{path.stem}: [Colab]({colab_url(path)})")
+            print(f"{path.stem}: [Colab]({colab_url(path, repo)})")
         return 0
     functions, registry = data_functions(), data_registry()
     stale = []
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         files = notebook_data_files(nb, functions, registry)
-        if not set_colab_cell(nb, colab_cell_source(files)):
+        if not set_colab_cell(nb, colab_cell_source(files, repo)):
             continue
         stale.append(path)
         if not args.check:

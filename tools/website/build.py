@@ -8,12 +8,23 @@ the pages are viewed: math is typeset by a local copy of MathJax (see ``offline.
 ``docs/site.md`` for why this tool). Open ``build/site/index.html`` in a browser, or serve the
 folder (``python -m http.server -d build/site``).
 
+Exercises: on the chapter pages every solution (``# BEGIN SOLUTION`` … ``# END SOLUTION`` in code,
+``<!-- BEGIN SOLUTION -->`` … ``<!-- END SOLUTION -->`` in markdown) is folded into a closed
+``<details>`` ("Solution") and left out of the search index; ``exercises.html`` lists every
+exercise of ``notebooks/`` (``tools/exercises.py``'s ``all_exercises``) by chapter, each linking
+to its heading on the chapter's page.
+
+Colab links appear only when the repository's public address is known
+(``tools/add_colab_cell.py``'s ``course_repo_url``: ``COURSE_REPO_URL``, else git's ``origin``
+on GitHub); otherwise no page links to Colab or mentions running in the cloud.
+
     python tools/website/build.py [--src build] [--out build/site] [--readme README.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import html
 import json
 import re
@@ -34,7 +45,17 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from course_utils.atomic_write import WRITE_ERRNOS, WriteError  # noqa: E402
-from tools.add_colab_cell import colab_url  # noqa: E402
+from tools.add_colab_cell import colab_url, course_repo_url  # noqa: E402
+from tools.exercises import (  # noqa: E402
+    CODE_BEGIN,
+    CODE_END,
+    MD_BEGIN,
+    MD_END,
+    Exercise,
+    ExerciseError,
+    all_exercises,
+    read_notebook,
+)
 from tools.website.offline import (  # noqa: E402
     OfflineError,
     copy_mathjax,
@@ -45,8 +66,11 @@ from tools.website.offline import (  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STATIC = "_static"
+EXERCISES_PAGE = "exercises.html"
+AUTO = "auto"  # build_site(repo_url=AUTO): the repository's address from the settings
 
-__all__ = ["Chapter", "chapter_table", "search_sections", "build_site", "main"]
+__all__ = ["Chapter", "chapter_table", "search_sections", "fold_solutions", "exercise_anchors", "build_site",
+           "main"]
 
 
 class SiteError(RuntimeError):
@@ -158,7 +182,7 @@ class _SectionCollector(HTMLParser):
     """
 
     _SKIP_CLASSES = ("jp-OutputArea", "jp-InputPrompt", "anchor-link", "course-header",
-                     "course-footer-nav", "course-banner", "course-links")
+                     "course-footer-nav", "course-banner", "course-links", "course-solution")
     _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
              "track", "wbr"}
 
@@ -222,6 +246,138 @@ def search_sections(page: str) -> list[dict[str, str]]:
     return sections
 
 
+_FOLDED_MD = re.compile(re.escape(MD_BEGIN) + r"(.*?)" + re.escape(MD_END), re.S)
+_ANSWER_DETAILS = re.compile(r"\s*<details[^>]*>\s*<summary>.*?</summary>(.*)</details>\s*", re.S)
+
+
+def _fold_markdown(source: str, where: str) -> str:
+    def fold(match: re.Match[str]) -> str:
+        inner = match.group(1)
+        answer = _ANSWER_DETAILS.fullmatch(inner)  # already a <details> block: fold it only once
+        body = (answer.group(1) if answer else inner).strip("\n")
+        return f'<details class="course-solution"><summary>Solution</summary>\n\n{body}\n\n</details>'
+
+    folded = _FOLDED_MD.sub(fold, source)
+    if MD_BEGIN in folded or MD_END in folded:
+        raise SiteError(f"{where}: unpaired '{MD_BEGIN}' / '{MD_END}'")
+    return folded
+
+
+def _code_parts(source: str, where: str) -> list[dict[str, Any]]:
+    """The cell's code split at its solution markers: [{"solution": bool, "source": str}, ...]."""
+    parts: list[dict[str, Any]] = []
+    lines: list[str] = []
+    inside = False
+
+    def close(solution: bool) -> None:
+        text = "\n".join(lines).strip("\n")
+        if text or solution:
+            parts.append({"solution": solution, "source": text})
+        lines.clear()
+
+    for line in source.split("\n"):
+        marker = line.strip()
+        if marker == CODE_BEGIN:
+            if inside:
+                raise SiteError(f"{where}: '{CODE_BEGIN}' inside a solution")
+            close(False)
+            inside = True
+        elif marker == CODE_END:
+            if not inside:
+                raise SiteError(f"{where}: '{CODE_END}' without '{CODE_BEGIN}'")
+            close(True)
+            inside = False
+        else:
+            lines.append(line)
+    if inside:
+        raise SiteError(f"{where}: '{CODE_BEGIN}' without '{CODE_END}'")
+    close(False)
+    return parts
+
+
+def fold_solutions(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
+    """A copy of ``nb`` whose exercise solutions the site shows folded (closed ``<details>``).
+
+    A markdown solution region becomes ``<details class="course-solution"><summary>Solution</summary>``
+    around the answer (an answer that is already one ``<details>`` block is unwrapped first, so it
+    folds once); a code cell with solution markers gets ``metadata.course_parts``, its code split
+    at the markers (which are dropped), and the course template folds the solution parts.
+
+    >>> nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+    ...     "def f(x):\\n    # BEGIN SOLUTION\\n    return 2 * x\\n    # END SOLUTION\\n\\ncheck('2.1', f)")])
+    >>> for part in fold_solutions(nb).cells[0].metadata["course_parts"]:
+    ...     print(part["solution"], repr(part["source"]))
+    False 'def f(x):'
+    True '    return 2 * x'
+    False "check('2.1', f)"
+    >>> md = nbformat.v4.new_markdown_cell("Why?\\n<!-- BEGIN SOLUTION -->\\nBecause.\\n<!-- END SOLUTION -->")
+    >>> print(fold_solutions(nbformat.v4.new_notebook(cells=[md])).cells[0].source)
+    Why?
+    <details class="course-solution"><summary>Solution</summary>
+    <BLANKLINE>
+    Because.
+    <BLANKLINE>
+    </details>
+    """
+    nb = copy.deepcopy(nb)
+    for index, cell in enumerate(nb.cells):
+        where = f"{name}, cell {index}"
+        if cell.cell_type == "markdown" and (MD_BEGIN in cell.source or MD_END in cell.source):
+            cell.source = _fold_markdown(cell.source, where)
+        elif cell.cell_type == "code" and any(line.strip() in (CODE_BEGIN, CODE_END)
+                                              for line in cell.source.split("\n")):
+            cell.metadata["course_parts"] = _code_parts(cell.source, where)
+    return nb
+
+
+_EXERCISE_HEADING = re.compile(r"^Exercise (\d+\.\d+) ·")
+
+
+def exercise_anchors(page: str) -> dict[str, str]:
+    """Exercise id → the id of its heading on an exported chapter page.
+
+    >>> exercise_anchors('<h3 id="Exercise-2.1-x">Exercise 2.1 · implement · X<a class="anchor-link">¶</a></h3>')
+    {'2.1': 'Exercise-2.1-x'}
+    """
+    anchors: dict[str, str] = {}
+    for section in search_sections(page):
+        match = _EXERCISE_HEADING.match(section["s"])
+        if match and section["a"]:
+            anchors.setdefault(match.group(1), section["a"])
+    return anchors
+
+
+def _solution_notebook_title(path: Path, fallback: str) -> str:
+    """The title of a notebook in ``notebooks/`` (read as JSON: its first ``# `` heading)."""
+    for cell in read_notebook(path)["cells"] if path.is_file() else []:
+        match = re.search(r"^#\s+(.+)$", "".join(cell["source"]), re.M) if cell["cell_type"] == "markdown" else None
+        if match:
+            return match.group(1).strip()
+    return fallback
+
+
+def _exercise_groups(
+    exercises: list[Exercise], chapters: dict[str, Chapter], anchors: dict[str, dict[str, str]], notebooks: Path
+) -> list[dict[str, Any]]:
+    """The exercises page's content: one group per chapter, in order, each exercise with its link."""
+    groups: list[dict[str, Any]] = []
+    for ex in exercises:
+        if not groups or groups[-1]["name"] != ex.notebook:
+            chapter = chapters.get(ex.notebook)
+            if chapter is not None:
+                title = chapter.title
+            else:
+                title = _solution_notebook_title(notebooks / f"{ex.notebook}.ipynb", ex.notebook)
+            groups.append({"name": ex.notebook, "title": title, "href": chapter.href if chapter else None,
+                           "exercises": []})
+        group = groups[-1]
+        anchor = anchors.get(ex.notebook, {}).get(ex.id)
+        href = None if group["href"] is None else group["href"] + (f"#{anchor}" if anchor else "")
+        group["exercises"].append({"id": ex.id, "kind": ex.kind, "title": ex.title, "checked": ex.checked,
+                                   "href": href})
+    return groups
+
+
 def _find_chapters(src: Path) -> list[Chapter]:
     chapters = []
     for path in sorted(src.glob("[0-9][0-9]_*.ipynb")):
@@ -249,10 +405,11 @@ def _site_mode(chapters: list[Chapter]) -> str:
 
 
 def _home_rows(
-    header: list[str], rows: list[list[str]], chapters: dict[str, Chapter]
+    header: list[str], rows: list[list[str]], chapters: dict[str, Chapter], repo_url: str | None = None
 ) -> tuple[list[str], list[list[str]]]:
-    """Render the README's table cells; link each notebook to its page and to Colab."""
-    add_colab = not any("colab" in h.lower() for h in header)
+    """Render the README's table cells; link each notebook to its page, and to Colab when the
+    repository's public address ``repo_url`` is known (no Colab column otherwise)."""
+    add_colab = repo_url is not None and not any("colab" in h.lower() for h in header)
     out_header = [html.escape(h) for h in header] + (["Colab"] if add_colab else [])
     out_rows = []
     for row in rows:
@@ -268,7 +425,7 @@ def _home_rows(
                             + ('<br><strong class="course-failed">failed in this run</strong>' if failed else ""))
         if add_colab:
             target = name or (names[0] if names else None)
-            cells.append(f'<a href="{html.escape(colab_url(target))}">open</a>' if target else "")
+            cells.append(f'<a href="{html.escape(colab_url(target, repo_url))}">open</a>' if target else "")
         out_rows.append(cells)
     return out_header, out_rows
 
@@ -292,10 +449,42 @@ def _lab_css() -> str:
     raise SiteError("nbconvert's lab template CSS was not found: reinstall nbconvert")
 
 
-def build_site(src: Path, out: Path, readme: Path, *, quiet: bool = False) -> dict[str, Any]:
-    """Build the site from the executed notebooks in ``src`` into ``out``; return a summary."""
+def _exercises(notebooks: Path) -> list[Exercise]:
+    try:
+        return all_exercises(notebooks)
+    except ExerciseError as err:
+        raise SiteError(f"the exercises page cannot be built: {err}") from err
+
+
+def _repo_url(repo_url: str | None) -> str | None:
+    if repo_url != AUTO:
+        return repo_url
+    try:
+        return course_repo_url()
+    except ValueError as err:
+        raise SiteError(str(err)) from err
+
+
+def build_site(
+    src: Path,
+    out: Path,
+    readme: Path,
+    *,
+    quiet: bool = False,
+    repo_url: str | None = AUTO,
+    notebooks: Path = REPO / "notebooks",
+) -> dict[str, Any]:
+    """Build the site from the executed notebooks in ``src`` into ``out``; return a summary.
+
+    ``repo_url``: the repository's public GitHub address for the Colab links; ``"auto"`` (the
+    default) takes it from the settings (``course_repo_url``), None means none: no Colab link and
+    no mention of the cloud. ``notebooks``: the solution notebooks whose exercises
+    ``exercises.html`` lists.
+    """
     tic = time.perf_counter()
     chapters = _find_chapters(src)
+    repo_url = _repo_url(repo_url)
+    exercises = _exercises(notebooks)
     header, rows = chapter_table(readme.read_text(encoding="utf-8"))
     site_title, intro = _readme_intro(readme.read_text(encoding="utf-8"))
     tmp = out.with_name(out.name + ".tmp")
@@ -309,8 +498,9 @@ def build_site(src: Path, out: Path, readme: Path, *, quiet: bool = False) -> di
         (static / "notebook.css").write_text(_lab_css(), encoding="utf-8")
 
         index: list[dict[str, str]] = []
+        anchors: dict[str, dict[str, str]] = {}
         for i, chapter in enumerate(chapters):
-            nb = nbformat.read(chapter.path, as_version=4)
+            nb = fold_solutions(nbformat.read(chapter.path, as_version=4), chapter.path.name)
             neighbour = {
                 "prev": chapters[i - 1] if i > 0 else None,
                 "next": chapters[i + 1] if i + 1 < len(chapters) else None,
@@ -318,28 +508,37 @@ def build_site(src: Path, out: Path, readme: Path, *, quiet: bool = False) -> di
             page = {
                 "site_title": site_title,
                 "static": STATIC,
-                "colab_url": colab_url(chapter.name),
+                "colab_url": colab_url(chapter.name, repo_url) if repo_url else None,
+                "exercises": EXERCISES_PAGE,
                 **{k: ({"href": c.href, "title": c.title} if c else None) for k, c in neighbour.items()},
             }
             body = export_html(nb, mathjax_url=mathjax_url, banner=run_banner(chapter.run), page=page)
             (tmp / chapter.href).write_text(body, encoding="utf-8")
+            anchors[chapter.name] = exercise_anchors(body)
             for section in search_sections(body):
                 index.append({"p": chapter.href, "c": chapter.title, **section})
             if not quiet:
                 print(f"  {chapter.href}", flush=True)
 
         by_name = {c.name: c for c in chapters}
-        table_header, table_rows = _home_rows(header, rows, by_name)
         listed = {n for row in rows for cell in row for n in re.findall(r"`(\d\d_[A-Za-z0-9_]+)`", cell)}
+        table_header, table_rows = _home_rows(header, rows, by_name, repo_url)
         home = _render(
             "home.html.j2", site_title=site_title, intro=_inline_markdown(intro) if intro else "",
             mode=_site_mode(chapters), header=table_header, rows=table_rows, static=STATIC,
             first=chapters[0], unlisted=[c for c in chapters if c.name not in listed],
+            colab=repo_url is not None, exercises_page=EXERCISES_PAGE, exercise_count=len(exercises),
         )
-        external = external_loads(home)
-        if external:
-            raise OfflineError(f"the home page would load from other hosts: {', '.join(external[:5])}")
-        (tmp / "index.html").write_text(home, encoding="utf-8")
+        exercises_page = _render(
+            "exercises.html.j2", site_title=site_title, static=STATIC, first=chapters[0],
+            groups=_exercise_groups(exercises, by_name, anchors, notebooks), count=len(exercises),
+            checked=sum(ex.checked for ex in exercises),
+        )
+        for name, text in (("index.html", home), (EXERCISES_PAGE, exercises_page)):
+            external = external_loads(text)
+            if external:
+                raise OfflineError(f"{name} would load from other hosts: {', '.join(external[:5])}")
+            (tmp / name).write_text(text, encoding="utf-8")
         (static / "search_index.js").write_text(
             "window.COURSE_SEARCH_INDEX = " + json.dumps(index, ensure_ascii=False, separators=(",", ":")) + ";\n",
             encoding="utf-8")
@@ -347,7 +546,9 @@ def build_site(src: Path, out: Path, readme: Path, *, quiet: bool = False) -> di
         _swap_in(tmp, out)  # replace the old site only once the new one is complete
     files = [p for p in out.rglob("*") if p.is_file()]
     summary = {
-        "pages": len(chapters) + 1,
+        "pages": len(chapters) + 2,
+        "exercises": len(exercises),
+        "colab": repo_url is not None,
         "files": len(files),
         "bytes": sum(p.stat().st_size for p in files),
         "seconds": round(time.perf_counter() - tic, 1),
@@ -372,6 +573,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"site: {summary['pages']} pages, {summary['files']} files, "
           f"{summary['bytes'] / 2**20:.1f} MiB in {summary['seconds']} s -> {out}/index.html")
     print(summary["mode"])
+    print(f"{summary['exercises']} exercises listed in {EXERCISES_PAGE}; "
+          + ("Colab links to the repository's public address." if summary["colab"] else
+             "no Colab links: the repository has no known public address (set COURSE_REPO_URL, see docs/site.md)."))
     return 0
 
 
