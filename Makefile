@@ -12,10 +12,11 @@ BENCH_ARGS ?= --chapters 24
 RUN_JOBS ?= 1
 D2L_VERSION := 1.0.3
 
-.PHONY: help setup lab test test-unit test-notebooks run outputs check-outputs doctor bench bench-full mutants site clean
+.PHONY: help setup lab exercises test test-unit test-notebooks run outputs check-outputs doctor bench bench-full mutants site clean
 
 help:
-	@echo "make lab      set up .venv and open JupyterLab on notebooks/"
+	@echo "make lab      set up .venv, write your copies of the chapters (make exercises) and open JupyterLab"
+	@echo "make exercises  write the learner copies (solutions taken out) into workbook/; never overwrites your edits"
 	@echo "make test     set up .venv if needed and run the whole test suite (smoke mode)"
 	@echo "make run      execute every notebook into build/ (COURSE_SMOKE=1 quick mode, RUN_JOBS=2 two at a time)"
 	@echo "make outputs  re-generate the outputs nbval checks and strip all others"
@@ -41,9 +42,17 @@ setup: $(STAMP)
 # that starts one thread per host core on a 2-core container crawls. Override: LAB_THREADS=4.
 LAB_THREADS ?= $(shell $(PYTHON) tools/cpu_count.py)
 
-lab: $(STAMP)
+# JupyterLab opens on the repository: workbook/ (your copies, where you work the exercises) and
+# notebooks/ (the chapters with their solutions).
+lab: $(STAMP) exercises
 	OMP_NUM_THREADS=$(LAB_THREADS) MKL_NUM_THREADS=$(LAB_THREADS) \
-		$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/
+		$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,) \
+		--ServerApp.root_dir=. --LabApp.default_url=/lab/tree/workbook
+
+# The learner copies: each chapter with its exercises' solutions replaced by stubs (tools/exercises.py).
+# A copy you changed is never overwritten: it is skipped and named.
+exercises: $(STAMP)
+	$(PY) tools/exercises.py learner --out workbook
 
 test: $(STAMP)
 	$(PY) -m ruff check course_utils examples tools benchmarks tests conftest.py notebooks
@@ -82,8 +91,10 @@ site: $(STAMP)
 	$(PY) tools/website/build.py --src $(SITE_SRC) --out $(SITE_SRC)/site
 
 # MUTANTS_ARGS: e.g. "--jobs 1", "--check", "--baseline", "-k 05_mlp::bias" (tools/mutants.py --help)
+# Then the exercises' wrong answers (mutants/exercises/*.toml): each must be rejected by its check.
 mutants: $(STAMP)
 	$(PY) tools/mutants.py $(MUTANTS_ARGS) $(NOTEBOOKS)
+	$(PY) tools/exercises.py verify --report build/exercises.json $(NOTEBOOKS)
 
 clean:
 	rm -rf build .coverage htmlcov
