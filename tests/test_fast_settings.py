@@ -45,7 +45,7 @@ def choose(watch, **kwargs):
 
 @pytest.mark.parametrize("seconds, expected", [
     (dict(fp32=1.0, fp32_cl=0.6, bf16=0.8, bf16_cl=0.3), "bf16+cl"),  # bfloat16 twice as fast: taken
-    (dict(fp32=1.0, fp32_cl=0.6, bf16=0.9, bf16_cl=0.55), "fp32+cl"),  # 9 % faster: within noise
+    (dict(fp32=1.0, fp32_cl=0.6, bf16=0.9, bf16_cl=0.58), "fp32+cl"),  # 3 % faster: within noise
     (dict(fp32=1.0, fp32_cl=0.9, bf16=3.0, bf16_cl=2.5), "fp32+cl"),  # emulated bfloat16: slower
     (dict(fp32=0.5, fp32_cl=0.9, bf16=3.0, bf16_cl=2.5), "fp32"),  # channels-last slower for this net
 ])
