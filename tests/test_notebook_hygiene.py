@@ -96,3 +96,47 @@ def test_stray_output_detection_and_cleaning():
     assert notebook_outputs.stray_outputs(cleaned) == []
     assert cleaned.cells[0].outputs == [] and cleaned.cells[1].outputs[0].text == "2\n"
     assert cleaned.cells[0].execution_count is None and cleaned.cells[1].execution_count == 2
+
+
+# The training loops written by hand after chapter 04: only where the lesson *is* the loop
+# (CONTRIBUTING.md, "Training loops that are not `fit`"). A cell is named by the functions it
+# defines or, without any, by its first line. Everything else trains with course_utils' fit.
+HAND_LOOPS_ALLOWED = {
+    "06_model_selection_weight_decay": {"train_scratch"},
+    "10_cnn_basics": {"seed_everything(0)"},
+    "15_rnn": {"net_tbptt = RNNScratch(V, 16)", "train_steps_recording_norms"},
+    "17_optimizers": {"train_minibatch_sgd", "check_parity", "train_with", "train_scheduled"},
+    "21_collaborative_filtering": {"train_scratch"},
+    "24_cifar10_ladder": {"lr_range_test"},
+}
+
+
+def hand_training_loops(source: str) -> bool:
+    """A loop that calls backward() and steps (an optimizer's step() or a manual `-=` update)."""
+    return (".backward()" in source and bool(re.search(r"\.step\(\)|-= ", source))
+            and bool(re.search(r"^\s*(for|while) ", source, re.MULTILINE)))
+
+
+def cell_names(source: str) -> set[str]:
+    return set(re.findall(r"^def (\w+)", source, re.MULTILINE)) or {source.split("\n", 1)[0]}
+
+
+def test_after_chapter_04_every_training_loop_is_fit_unless_the_loop_is_the_lesson():
+    found = {}
+    for path in NOTEBOOKS:
+        if int(path.name[:2]) < 5:
+            continue
+        for cell in code_cells(nbformat.read(path, as_version=4)):
+            if hand_training_loops(cell.source):
+                names = cell_names(cell.source)
+                if not names & HAND_LOOPS_ALLOWED.get(path.stem, set()):
+                    found.setdefault(path.stem, []).append(sorted(names))
+    assert not found, ("hand-written training loops; train with course_utils.training.fit (a step function) "
+                       f"or, if the loop is the lesson, list it in CONTRIBUTING.md and here: {found}")
+
+
+def test_hand_loop_detection():
+    loop = "for X, y in data:\n    loss = f(X, y)\n    loss.backward()\n    opt.step()\n"
+    assert hand_training_loops(loop) and hand_training_loops(loop.replace("opt.step()", "w -= lr * w.grad"))
+    assert not hand_training_loops("fit(net, data, step, 3, optimizer=opt)\nloss.backward()")
+    assert cell_names("def a():\n    pass\ndef b():\n    pass") == {"a", "b"} and cell_names("x = 1\ny") == {"x = 1"}
