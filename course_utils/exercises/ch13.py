@@ -20,6 +20,11 @@ def _bn(X: torch.Tensor, bn: Any) -> torch.Tensor:
     return F.batch_norm(X, None, None, bn.weight, bn.bias, training=True, eps=1e-5)
 
 
+def _is_identity(module: Any) -> bool:
+    """nn.Identity, or an empty nn.Sequential (a common way to write an identity shortcut)."""
+    return isinstance(module, nn.Identity) or (isinstance(module, nn.Sequential) and len(module) == 0)
+
+
 def _bottleneck_scratch(blk: Any, X: torch.Tensor, stride: int, *, relu_branch: bool = False) -> torch.Tensor:
     """The bottleneck block in training mode, from the block's own weights with functional operations."""
     with torch.no_grad():
@@ -28,7 +33,7 @@ def _bottleneck_scratch(blk: Any, X: torch.Tensor, stride: int, *, relu_branch: 
         Y = _bn(F.conv2d(Y, blk.conv3.weight), blk.bn3)
         if relu_branch:
             Y = F.relu(Y)
-        if isinstance(blk.shortcut, nn.Identity):
+        if _is_identity(blk.shortcut):
             S = X
         else:
             conv, bn = blk.shortcut
@@ -57,11 +62,11 @@ def bottleneck(Bottleneck: Callable[..., nn.Module]) -> str:
             raise Wrong(f"{name}: every convolution is followed by batch norm, which removes a bias: use bias=False")
         needs_projection = s != 1 or c_in != c_out
         shortcut = getattr(blk, "shortcut", None)
-        if needs_projection and (isinstance(shortcut, nn.Identity) or shortcut is None):
+        if needs_projection and (_is_identity(shortcut) or shortcut is None):
             why = f"stride {s}" if s != 1 else f"{c_in} input channels against {c_out} output channels"
             raise Wrong(f"{name}: with {why} the shortcut needs a projection: a 1 × 1 convolution with stride {s} "
                         f"and batch norm")
-        if not needs_projection and not isinstance(shortcut, nn.Identity):
+        if not needs_projection and not _is_identity(shortcut):
             raise Wrong(f"{name}: input and output have the same shape, so the shortcut is the identity (nn.Identity)")
         if needs_projection:
             if not (isinstance(shortcut, nn.Sequential) and len(shortcut) == 2 and isinstance(shortcut[0], nn.Conv2d)

@@ -176,10 +176,11 @@ def adamw(optimizer_class: Callable[..., Any]) -> str:
 
 def _plateau_variant(losses: Sequence[float], lr: float, factor: float, patience: int, threshold: float, *,
                      at_patience: bool = False, no_reset: bool = False, previous: bool = False,
-                     no_threshold: bool = False) -> list[float]:
+                     no_threshold: bool = False, subtract: bool = False) -> list[float]:
     best, bad, out = math.inf, 0, []
     for loss in losses:
-        better = loss < (best if no_threshold else best * (1 - threshold))
+        bar = best if no_threshold else best - best * threshold if subtract else best * (1 - threshold)
+        better = loss < bar
         bad = 0 if better else bad + 1
         if better or previous:
             best = loss
@@ -235,6 +236,8 @@ def reduce_on_plateau(plateau_lrs: Callable[..., Any]) -> str:
             "each loss was compared with the previous epoch's, not with the best so far": variant(previous=True),
             "the threshold was ignored: an improvement counts only if loss < best · (1 − threshold)":
                 variant(no_threshold=True),
+            "compared with best − best · threshold, which is NaN while best = +∞ (∞ − ∞), so the first "
+            "epoch never improves; compare with best · (1 − threshold)": variant(subtract=True),
         }
         expect_close(got_t, expected, f"the learning rates for {name}", rtol=1e-9, atol=1e-15, mistakes=mistakes)
     return "equals torch.optim.lr_scheduler.ReduceLROnPlateau (mode 'min', relative threshold) on four loss curves"

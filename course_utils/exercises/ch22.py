@@ -61,7 +61,8 @@ def unknown_row(encode_with_unknown: Callable[[torch.Tensor, torch.Tensor], Any]
         indices, num_embeddings = answer
         indices = expect_shape(indices, tuple(values.shape), f"the indices for {name}")
         if indices.is_floating_point():
-            raise Wrong(f"the indices for {name} should be integers, got {describe(indices)}")
+            hint = " (torch.tensor([]) is float32: pass dtype=torch.long)" if indices.numel() == 0 else ""
+            raise Wrong(f"the indices for {name} should be integers (torch.long), got {describe(indices)}{hint}")
         expect_equal(indices.long(), _encode(train, values), f"the indices for {name}", mistakes={
             "the known categories start at index 0, which is the unknown row (number them from 1)":
                 _encode(train, values, shift=0),
