@@ -39,6 +39,10 @@ def central_difference_gradient(central_difference: Callable[[Function, torch.Te
         x_before = x.clone()
         got = central_difference(f, x, h)
         if not torch.equal(x, x_before):
+            if torch.allclose(x, x_before, rtol=1e-12, atol=0.0):
+                raise Wrong(f"{name}: x is not exactly as it was: adding h to an entry in place and subtracting "
+                            "it again leaves rounding errors; perturb a copy (x.clone()) or restore the saved "
+                            "original value")
             raise Wrong(f"{name}: your function changed its input x in place; perturb a copy")
         xg = x.clone().requires_grad_(True)
         (expected,) = torch.autograd.grad(f(xg), xg)

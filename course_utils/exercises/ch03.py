@@ -138,9 +138,13 @@ def train_val_split(train_val_split: Callable[..., tuple[Tensor, Tensor]]) -> st
     if not all(torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(first, again, strict=True)):
         raise Wrong(f"{name}: two generators with the same seed gave different splits; the function ignores "
                     "its generator (draw the permutation with torch.randperm(n, generator=generator))")
-    val = torch.as_tensor(first[1])
-    if torch.equal(val.sort().values, val) or torch.equal(torch.as_tensor(first[1]), torch.as_tensor(other[1])):
-        raise Wrong(f"{name}: the split is not shuffled: val_idx is {describe(val)}")
+    val = torch.as_tensor(first[1]).sort().values  # the order within val_idx does not matter, its members do
+    if torch.equal(val, torch.arange(int(val[0]), int(val[0]) + len(val))):
+        raise Wrong(f"{name}: the split is not shuffled: val_idx holds the consecutive indices {int(val[0])} to "
+                    f"{int(val[-1])}; choose them at random (torch.randperm(n, generator=generator))")
+    if torch.equal(val, torch.as_tensor(other[1]).sort().values):
+        raise Wrong(f"{name}: generators with different seeds gave the same validation indices; draw them from "
+                    "the generator passed in (torch.randperm(n, generator=generator))")
     return "sizes, disjoint halves covering range(n), same seed → same split, shuffled (n from 2 to 1000)"
 
 

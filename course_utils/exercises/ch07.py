@@ -92,10 +92,13 @@ def channel_dropout(ChannelDropout: Any) -> str:
 
 # --- 7.2 Monte Carlo dropout -----------------------------------------------------------------
 
-class _Dropout(nn.Module):
+class _Dropout(nn.Dropout):
+    """nn.Dropout drawing from its own generator: an answer that switches on only the nn.Dropout layers
+    (leaving batch norm and the like in evaluation mode) finds it like a real one."""
+
     def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p, self.generator = p, torch.Generator()
+        super().__init__(p)
+        self.generator = torch.Generator()
 
     def forward(self, X: Tensor) -> Tensor:
         if not self.training:

@@ -156,6 +156,12 @@ def log_sigmoid(log_sigmoid: Callable[[torch.Tensor], torch.Tensor]) -> str:
         if not got.requires_grad:
             raise Wrong(f"log_sigmoid({name}): the result does not depend on x through autograd")
         (grad,) = torch.autograd.grad(got.sum(), x)
+        if grad.isnan().any():
+            where = ", ".join(f"{v:g}" for v in x.detach()[grad.isnan()].flatten().tolist()[:3])
+            raise Wrong(f"the gradient of log_sigmoid({name}) is nan where x = {where}: a branch that overflows "
+                        "there is still differentiated (torch.where or a masked assignment computes both branches "
+                        "for every x, and their gradients meet as 0 × inf = nan); clamp the input of each branch, "
+                        "or use min(x, 0) - log1p(exp(-|x|))")
         smooth = x.detach() != 0  # at the kink of |x| and min(x, 0) autograd picks a subgradient
         expect_close(grad[smooth], torch.sigmoid(-x.detach())[smooth], f"the gradient of log_sigmoid({name})",
                      rtol=1e-5, atol=1e-30)
