@@ -300,6 +300,21 @@ FILES: dict[str, DataFile] = {
             note="the data set's own README, with the citation",
             size=5607, archive=_BIKE_SHARING, member="Readme.txt",
         ),
+        DataFile(
+            "diamonds/diamonds.csv",
+            "9574730b03aba241d899c4a97511c5061b19358fab89510774fb6c24168345c4",
+            None,
+            "ggplot2's diamonds, plotnine/data/diamonds.csv from the plotnine 0.15.9 wheel (MIT); "
+            "ships with the repo only",
+            size=2772143,
+        ),
+        DataFile(
+            "diamonds/LICENSE.plotnine",
+            "198e2d42251dd7b4eadf0591e3666cf4c45314e4dfe9a8485e165373001d39e5",
+            None,
+            "plotnine's MIT licence, which must travel with diamonds.csv; ships with the repo only",
+            size=1082,
+        ),
     ]
 }
 

@@ -49,7 +49,7 @@ def test_shipped_data_is_verified(data_root):
     status = df.dataset_status(data_root)
     assert set(status) == {"fashion-mnist", "timemachine", "airfoil", "fra-eng", "cifar-10",
                            "movielens-small", "bike-sharing", "cifar-10-jpeg", "nietzsche",
-                           "tinyshakespeare"}
+                           "tinyshakespeare", "diamonds"}
     assert all(v == "verified" for v in status.values()), status
 
 
