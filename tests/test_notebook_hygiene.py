@@ -1,6 +1,7 @@
 """Committed notebooks are clean and follow the course conventions (CONTRIBUTING.md)."""
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -140,3 +141,13 @@ def test_hand_loop_detection():
     assert hand_training_loops(loop) and hand_training_loops(loop.replace("opt.step()", "w -= lr * w.grad"))
     assert not hand_training_loops("fit(net, data, step, 3, optimizer=opt)\nloss.backward()")
     assert cell_names("def a():\n    pass\ndef b():\n    pass") == {"a", "b"} and cell_names("x = 1\ny") == {"x = 1"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_has_its_own_id(path):
+    """nbformat 4.5 cells carry ids (a cell without one is a warning now, an error in future
+    nbformat versions); a script that appends cells must give them one."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]  # raw: nbformat's reader fills ids in
+    ids = [cell.get("id") for cell in cells]
+    assert all(ids), f"cells without an id: {[i for i, c in enumerate(ids) if not c]}"
+    assert len(set(ids)) == len(ids), "two cells share an id"
