@@ -176,32 +176,47 @@ def _linear_baseline(train: dict[str, torch.Tensor], valid: dict[str, torch.Tens
 
 
 @checks("22.5")
-def casual_riders(predict: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> str:
-    from ..bike_sharing import CATEGORICAL, CONTINUOUS, load_bike_sharing, split_by_time
-    train, valid = split_by_time(load_bike_sharing(), "2012-09-01")
-    inputs = {name: column.clone() for name, column in valid.items() if name not in ("casual", "registered", "cnt")}
-    target = torch.log1p(valid["casual"].float())
-    got = expect_shape(predict(inputs), (len(target),), f"the predictions for the {len(target):,} held-out hours")
-    got = got.detach().float().cpu()
-    if not bool(torch.isfinite(got).all()):
-        raise Wrong(f"the predictions contain NaN or infinite values: {describe(got)}")
+def diamond_prices(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
+    from ..diamonds import CATEGORICAL, CONTINUOUS, load_diamonds, split_indices
+    from ..tabular import TabularPreprocessor
+    table = load_diamonds()
+    train_rows, valid_rows = split_indices(len(table["price"]))  # the learner trains on train_rows only
+    sizes = torch.stack([table[name][valid_rows] for name in ("x", "y", "z")], dim=1)
+    valid_rows = valid_rows[((sizes > 0) & (sizes < 20)).all(dim=1)]  # 3 sizes recorded as 0, 31.8 or 58.9 mm
+    train = {name: column[train_rows] for name, column in table.items()}
+    valid = {name: column[valid_rows] for name, column in table.items()}
+    x_cat = torch.stack([valid[name] for name in CATEGORICAL], dim=1)
+    x_cont = torch.stack([valid[name] for name in CONTINUOUS], dim=1)
+    target = torch.log(valid["price"])
+    what = f"the predictions for the {len(target):,} held-out diamonds"
 
-    def rmse(prediction: torch.Tensor, y: torch.Tensor) -> float:
-        return float(((prediction - y) ** 2).mean().sqrt())
+    def predictions(x_cont: torch.Tensor) -> torch.Tensor:
+        got = expect_shape(predict(x_cat.clone(), x_cont.clone()), (len(target),), what).detach().float().cpu()
+        if not bool(torch.isfinite(got).all()):
+            raise Wrong(f"{what} contain NaN or infinite values: {describe(got)}")
+        return got
 
-    y_train = torch.log1p(train["casual"].float())
-    mean_rmse = rmse(y_train.mean().expand(len(target)), target)
-    floor = rmse(_linear_baseline(train, valid, y_train, CATEGORICAL, CONTINUOUS), target)  # the bar to beat
-    score = rmse(got, target)
+    def rmse(prediction: torch.Tensor) -> float:
+        return float(((prediction - target) ** 2).mean().sqrt())
+
+    got = predictions(x_cont)
+    y_train = torch.log(train["price"])
+    mean_rmse = rmse(y_train.mean().expand(len(target)))
+    floor = rmse(_linear_baseline(train, valid, y_train, CATEGORICAL, CONTINUOUS))  # the bar to beat
+    score = rmse(got)
     if score >= floor:
-        if rmse(torch.log1p(got.clamp(min=0)), target) < score / 2:
-            raise Wrong(f"validation RMSE {score:.3f}: your predictions look like counts, not log(casual + 1) "
-                        "(their log(x + 1) would do much better)")
-        if rmse(got, torch.log1p(valid["cnt"].float())) < score:
-            raise Wrong(f"validation RMSE {score:.3f}, but your predictions are closer to log(cnt + 1) than to "
-                        "log(casual + 1): train on the casual riders")
-        raise Wrong(f"validation RMSE {score:.3f} of log(casual + 1) is not below the floor {floor:.3f}, a linear "
-                    f"model on one-hot features fitted on the same training rows (predicting the training mean: "
+        standardized = TabularPreprocessor(CATEGORICAL, CONTINUOUS).fit(train).transform(valid)[1]
+        again = rmse(predictions(standardized))
+        if again < floor:
+            raise Wrong(f"validation RMSE {score:.3f} on x_cont in the file's units, but {again:.3f} when the check "
+                        "standardizes x_cont first: standardize x_cont inside predict, with the training rows' "
+                        "means and standard deviations")
+        as_log = rmse(torch.log(got.clamp(min=1.0)))
+        if float(got.median()) > 100 and as_log < score / 2:  # log(price) lies between 5.8 and 9.9
+            raise Wrong(f"validation RMSE {score:.3f}: your predictions look like prices in dollars, not log(price) "
+                        f"(their logarithm would score {as_log:.3f}); train on log(price)")
+        raise Wrong(f"validation RMSE {score:.3f} of log(price) is not below the floor {floor:.3f}, a linear model on "
+                    f"one-hot features fitted on the same training rows (predicting the training mean: "
                     f"{mean_rmse:.3f})")
-    return (f"validation RMSE {score:.3f} of log(casual + 1) on the {len(target):,} hours from 2012-09-01; the "
-            f"linear model on one-hot features (the floor) {floor:.3f}, the training mean {mean_rmse:.3f}")
+    return (f"validation RMSE {score:.3f} of log(price) on {len(target):,} held-out diamonds; the linear model on "
+            f"one-hot features (the floor) {floor:.3f}, the training mean {mean_rmse:.3f}")

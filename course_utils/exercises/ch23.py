@@ -10,42 +10,52 @@ from torch import nn
 from . import Wrong, checks, describe, expect_close, expect_shape
 
 
-def _top_k(logits: torch.Tensor, temperature: float, k: int, *, fill: float = -float("inf"),
-           renormalize: bool = True) -> torch.Tensor:
-    scaled = logits.double() / temperature
-    kth = scaled.topk(k, dim=-1).values[..., -1:]
-    if not renormalize:
-        return torch.softmax(scaled, dim=-1).masked_fill(scaled < kth, 0.0)
-    return torch.softmax(scaled.masked_fill(scaled < kth, fill), dim=-1)
+def _penalize(logits: torch.Tensor, generated: torch.Tensor, theta: float, *, per_occurrence: bool = False,
+              ignore_sign: bool = False, inverted: bool = False, whole_batch: bool = False) -> torch.Tensor:
+    """CTRL's repetition penalty (or one of its known mistakes), in float64."""
+    logits = logits.double()
+    counts = torch.zeros_like(logits).scatter_add(1, generated, torch.ones_like(generated, dtype=logits.dtype))
+    if whole_batch:
+        counts = counts.sum(dim=0, keepdim=True).expand_as(counts)
+    factor = theta ** counts if per_occurrence else torch.ones_like(logits).masked_fill(counts > 0, theta)
+    if inverted:
+        factor = 1 / factor
+    if ignore_sign:
+        return logits / factor
+    return torch.where(logits > 0, logits / factor, logits * factor)
 
 
 @checks("23.1")
-def top_k_sampling(top_k_probs: Callable[[torch.Tensor, float, int], torch.Tensor]) -> str:
+def repetition_penalty(penalize_repeats: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> str:
     g = torch.Generator().manual_seed(231)
-    cases = [("4 rows of 10 logits, temperature 0.7, k = 3", torch.randn(4, 10, generator=g) * 3, 0.7, 3),
-             ("one row of 6 logits, temperature 2, k = 1", torch.randn(1, 6, generator=g), 2.0, 1),
-             ("2 rows of 5 logits, temperature 1, k = 5 (every token)", torch.randn(2, 5, generator=g), 1.0, 5),
-             ("3 rows of 8 negative logits, temperature 0.5, k = 2", torch.randn(3, 8, generator=g) - 6.0, 0.5, 2)]
-    for name, logits, temperature, k in cases:
-        before = logits.clone()
-        got = top_k_probs(logits, temperature, k)
-        if not torch.equal(logits, before):
-            raise Wrong(f"{name}: your function changed the logits in place")
-        got = expect_shape(got, tuple(logits.shape), f"the probabilities for {name}")
-        mistakes = {
-            "the logits were multiplied by the temperature instead of divided by it":
-                _top_k(logits, 1 / temperature, k),
-            "the logits outside the top k were set to 0, not -inf, so they keep some probability":
-                _top_k(logits, temperature, k, fill=0.0),
-            "the probabilities outside the top k were zeroed but the rest not renormalized to sum to 1":
-                _top_k(logits, temperature, k, renormalize=False),
-        }
-        if k < logits.shape[-1]:
-            mistakes["k + 1 tokens were kept, not k"] = _top_k(logits, temperature, k + 1)
-        expect_close(got, _top_k(logits, temperature, k), f"the probabilities for {name}", rtol=1e-5, atol=1e-6,
-                     mistakes=mistakes)
-    return "softmax(logits / T) restricted to the k largest and renormalized, on four batches (k = 1 and k = V " \
-           "included)"
+    cases = [("3 rows of 10 logits, 6 generated tokens per row with repeats, θ = 1.3",
+              torch.randn(3, 10, generator=g) * 3, torch.tensor([[1, 4, 4, 7, 1, 4], [0, 9, 2, 9, 9, 5],
+                                                                  [3, 3, 3, 3, 8, 6]]), 1.3),
+             ("one row of 7 negative logits, token 2 generated 4 times and token 5 once, θ = 2",
+              torch.randn(1, 7, generator=g) - 4.0, torch.tensor([[2, 5, 2, 2, 2]]), 2.0),
+             ("2 rows of 65 logits (a character vocabulary), 40 generated tokens each, θ = 1.2",
+              torch.randn(2, 65, generator=g) * 2, torch.randint(0, 65, (2, 40), generator=g), 1.2),
+             ("2 rows of 5 logits, nothing generated yet (shape (2, 0)), θ = 1.5",
+              torch.randn(2, 5, generator=g), torch.zeros(2, 0, dtype=torch.long), 1.5)]
+    for name, logits, generated, theta in cases:
+        logits_before, generated_before = logits.clone(), generated.clone()
+        got = penalize_repeats(logits, generated, theta)
+        if not torch.equal(logits, logits_before) or not torch.equal(generated, generated_before):
+            raise Wrong(f"{name}: your function changed its input in place (penalize a copy of the logits)")
+        got = expect_shape(got, tuple(logits.shape), f"the penalized logits for {name}")
+        expect_close(got, _penalize(logits, generated, theta), f"the penalized logits for {name}", rtol=1e-5,
+                     atol=1e-6, mistakes={
+                         "a token was penalized once per occurrence (θ to the power of its count); CTRL penalizes "
+                         "every generated token once": _penalize(logits, generated, theta, per_occurrence=True),
+                         "the negative logits were divided by θ too, which raises them (multiply a negative logit "
+                         "by θ)": _penalize(logits, generated, theta, ignore_sign=True),
+                         "the generated tokens were made more likely (positive logits multiplied by θ, negative "
+                         "ones divided)": _penalize(logits, generated, theta, inverted=True),
+                         "each row was penalized for the tokens generated in every row of the batch, not its own":
+                             _penalize(logits, generated, theta, whole_batch=True),
+                     })
+    return "positive logits of generated tokens divided by θ, negative ones multiplied, once per token and row, " \
+           "on four batches (repeats, all-negative logits, nothing generated yet)"
 
 
 def _masked_mean(x: torch.Tensor, lengths: torch.Tensor, *, divide_by_t: bool = False,

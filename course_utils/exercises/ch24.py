@@ -15,44 +15,70 @@ from torch import nn
 from . import Wrong, checks, describe, expect_close, expect_shape
 
 
-def _smoothed(logits: torch.Tensor, target: torch.Tensor, eps: float, *, wrong_only: bool = False,
-              uniform_sum: bool = False, reduce_sum: bool = False) -> torch.Tensor:
-    log_p = F.log_softmax(logits.double(), dim=-1)
-    K = logits.shape[-1]
-    nll = -log_p.gather(1, target[:, None])[:, 0]
-    if wrong_only:
-        uniform = -(log_p.sum(dim=-1) + nll) / (K - 1)  # the mean of -log p over the wrong classes
-    else:
-        uniform = -log_p.sum(dim=-1) / (1 if uniform_sum else K)
-    per_example = (1 - eps) * nll + eps * uniform
-    return per_example.sum() if reduce_sum else per_example.mean()
+def _cutmix(X: torch.Tensor, y: torch.Tensor, num_classes: int, perm: torch.Tensor, box: tuple[int, int, int, int],
+            *, clip: bool = True, lam_from_sampled_box: bool = False, swap_axes: bool = False,
+            inverse_partner: bool = False, lam_swapped: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix with a given box (or one of its known mistakes): (mixed images, mixed one-hot targets)."""
+    H, W = X.shape[-2:]
+    top, left, bottom, right = box
+    if swap_axes:
+        top, left, bottom, right = left, top, right, bottom
+    if clip:
+        top, left, bottom, right = max(top, 0), max(left, 0), min(bottom, H), min(right, W)
+    partner = torch.argsort(perm) if inverse_partner else perm
+    mixed = X.clone()
+    mixed[..., top:bottom, left:right] = X[partner][..., top:bottom, left:right]
+    sampled = (box[2] - box[0]) * (box[3] - box[1])
+    lam = 1 - (sampled if lam_from_sampled_box else (bottom - top) * (right - left)) / (H * W)
+    if lam_swapped:
+        lam = 1 - lam
+    Y = F.one_hot(y, num_classes).to(X.dtype)
+    return mixed, lam * Y + (1 - lam) * Y[perm]
 
 
 @checks("24.1")
-def label_smoothing(smooth_cross_entropy: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> str:
+def cutmix(cutmix: Callable[..., Any]) -> str:
     g = torch.Generator().manual_seed(241)
-    cases = [("8 examples, 10 classes, ε = 0.1", torch.randn(8, 10, generator=g) * 3,
-              torch.randint(0, 10, (8,), generator=g), 0.1),
-             ("one example, 2 classes, ε = 0.2", torch.randn(1, 2, generator=g), torch.tensor([1]), 0.2),
-             ("4 examples with logits of ±1000, 5 classes, ε = 0.1",
-              (torch.randn(4, 5, generator=g).sign() * 1000), torch.tensor([0, 3, 1, 4]), 0.1),
-             ("6 examples, 4 classes, ε = 0 (plain cross-entropy)", torch.randn(6, 4, generator=g),
-              torch.randint(0, 4, (6,), generator=g), 0.0)]
-    for name, logits, target, eps in cases:
-        got = expect_shape(smooth_cross_entropy(logits, target, eps), (), f"the loss for {name}")
-        if not bool(torch.isfinite(got)):
-            raise Wrong(f"the loss for {name} is {describe(float(got))}: log(softmax(x)) is log 0 for large "
-                        "logits; use log_softmax (F.log_softmax or the tensor method)")
-        expected = F.cross_entropy(logits.double(), target, label_smoothing=eps)
-        mistakes = {
-            "ε is spread over the K - 1 wrong classes only; label smoothing spreads ε/K over all K classes "
-            "(the true one gets 1 - ε + ε/K)": _smoothed(logits, target, eps, wrong_only=True),
-            "the uniform part sums -log p over the classes instead of averaging it (ε/K per class)":
-                _smoothed(logits, target, eps, uniform_sum=True),
-            "summed over the batch instead of averaged": _smoothed(logits, target, eps, reduce_sum=True),
-        }
-        expect_close(got, expected, f"the loss for {name}", rtol=1e-5, atol=1e-5, mistakes=mistakes)
-    return "equals F.cross_entropy(..., label_smoothing=ε) on four batches (logits of ±1000 and ε = 0 included)"
+    cases = [("6 images of 3 × 8 × 10, 10 classes, box rows -2..3, columns 3..8 (crossing the top edge)",
+              torch.rand(6, 3, 8, 10, generator=g), torch.randint(0, 10, (6,), generator=g), 10,
+              torch.tensor([2, 0, 5, 1, 3, 4]), (-2, 3, 4, 9)),
+             ("5 images of 2 × 6 × 4, 3 classes, box rows 2..8, columns 1..2 (crossing the bottom edge)",
+              torch.randn(5, 2, 6, 4, generator=g), torch.tensor([0, 2, 2, 1, 0]), 3, torch.tensor([4, 3, 0, 1, 2]),
+              (2, 1, 9, 3)),
+             ("4 images of 1 × 5 × 5, 4 classes, box rows -3..7, columns -3..7 (past every edge: all pasted)",
+              torch.rand(4, 1, 5, 5, generator=g), torch.tensor([3, 1, 0, 1]), 4, torch.tensor([1, 2, 3, 0]),
+              (-3, -3, 8, 8)),
+             ("one image of 3 × 4 × 4 (perm = [0]), box rows 1..2, columns 0..2", torch.rand(1, 3, 4, 4, generator=g),
+              torch.tensor([2]), 5, torch.tensor([0]), (1, 0, 3, 3))]
+    for name, X, y, num_classes, perm, box in cases:
+        saved = [t.clone() for t in (X, y, perm)]
+        answer = cutmix(X, y, num_classes, perm, box)
+        if not all(torch.equal(a, b) for a, b in zip(saved, (X, y, perm), strict=True)):
+            raise Wrong(f"{name}: your function changed its inputs in place (X must stay as it was; paste into a "
+                        "copy)")
+        if not isinstance(answer, (tuple, list)) or len(answer) != 2:
+            raise Wrong(f"{name}: return (mixed images, mixed targets), got {describe(answer)}")
+        X_mixed, Y_mixed = answer
+        expected_X, expected_Y = _cutmix(X, y, num_classes, perm, box)
+        expect_close(X_mixed, expected_X, f"the mixed images for {name}", mistakes={
+            "the box was not clipped to the image before slicing (a negative start counts from the end in Python "
+            "slicing, so the wrong region, or none, was pasted)": _cutmix(X, y, num_classes, perm, box, clip=False)[0],
+            "image i got its patch from the wrong partner (the inverse permutation: image perm[i] received image "
+            "i's patch, whereas image i must take the patch of image perm[i])":
+                _cutmix(X, y, num_classes, perm, box, inverse_partner=True)[0],
+            "the box's rows and columns are swapped (box = (top, left, bottom, right): rows top..bottom - 1 along "
+            "H, columns along W)": _cutmix(X, y, num_classes, perm, box, swap_axes=True)[0],
+        })
+        expect_close(Y_mixed, expected_Y, f"the mixed targets for {name}", mistakes={
+            "λ was computed from the sampled box's area, before clipping it to the image (1 - λ must be the share "
+            "of the image actually pasted)": _cutmix(X, y, num_classes, perm, box, lam_from_sampled_box=True)[1],
+            "the label weights are swapped (the pasted share 1 - λ belongs to the partner's label y[perm])":
+                _cutmix(X, y, num_classes, perm, box, lam_swapped=True)[1],
+            "the targets are not mixed: they must be λ one_hot(y) + (1 - λ) one_hot(y[perm])":
+                F.one_hot(y, num_classes).to(X.dtype),
+        })
+    return "the clipped box pasted from X[perm] into a copy of X, and targets weighted by the pasted area, on four " \
+           "batches (boxes past the edges, non-square images, a batch of one)"
 
 
 def _mixup(X: torch.Tensor, y: torch.Tensor, num_classes: int, lam: float,
