@@ -55,12 +55,12 @@ else:  # copied flat next to its siblings
     from atomic_write import WriteError, write_text
     from settings import channels_last_report, precision_report, timed_per_model
 
-__all__ = ["FastSettings", "choose", "time_training_step", "pick", "default_cache_path", "MARGIN"]
+__all__ = ["FastSettings", "choose", "time_training_steps", "pick", "default_cache_path", "MARGIN"]
 
 MARGIN = 1.05  # bfloat16 must be this many times as fast as float32 to be chosen
 CACHE_VERSION = 1
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Measure = Callable[[nn.Module, torch.Tensor, torch.Tensor, Loss, bool, bool], float]
+Measure = Callable[[nn.Module, torch.Tensor, torch.Tensor, Loss, list[tuple[bool, bool]]], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -116,33 +116,44 @@ def _key(model: nn.Module, X: torch.Tensor) -> str:
             f"{type(model).__name__} {signature[:16]}")
 
 
-def time_training_step(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: Loss, bf16: bool,
-                       channels_last: bool, budget: float = 0.3,
-                       clock: Callable[[], float] = time.perf_counter) -> float:
-    """Seconds per training step (forward, backward, SGD step) of a copy of ``model`` on ``(X, y)``:
-    the fastest of 2 to 10 timed steps (as many as fit in ``budget`` seconds), after two warm-up
-    steps (oneDNN prepares its kernels on first use). The fastest, not the mean: another process
-    can only make a step slower."""
-    net = copy.deepcopy(model)
-    if channels_last:
-        net, X = net.to(memory_format=torch.channels_last), X.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(net.parameters(), lr=1e-6)
+def time_training_steps(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: Loss,
+                        variants: list[tuple[bool, bool]], budget: float = 1.0,
+                        clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Seconds per training step (forward, backward, SGD step) of a copy of ``model`` on ``(X, y)``
+    for each ``(bf16, channels_last)`` variant: two warm-up steps each (oneDNN prepares its kernels
+    on first use), then rounds in which every variant takes one timed step in turn, 2 to 10 rounds
+    (as many as fit in ``budget`` seconds). Each variant's time is its fastest step: another
+    process can only make a step slower, and taking turns spreads a slow spell (or the process's
+    own warming up) over all variants instead of the first one timed."""
+    steps = []
+    for bf16, channels_last in variants:
+        net, inputs = copy.deepcopy(model), X
+        if channels_last:
+            net, inputs = net.to(memory_format=torch.channels_last), X.contiguous(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(net.parameters(), lr=1e-6)
 
-    def one_step() -> float:
-        tic = clock()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = loss_fn(net(X), y).mean()
-        optimizer.zero_grad()
-        loss.float().backward()
-        optimizer.step()
-        return clock() - tic
+        def one_step(net: nn.Module = net, inputs: torch.Tensor = inputs, optimizer: torch.optim.Optimizer = optimizer,
+                     bf16: bool = bf16) -> float:
+            tic = clock()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(net(inputs), y).mean()
+            optimizer.zero_grad()
+            loss.float().backward()
+            optimizer.step()
+            return clock() - tic
 
-    one_step()
-    one_step()
-    times = [one_step(), one_step()]
-    while len(times) < 10 and sum(times) < budget:
-        times.append(one_step())
-    return min(times)
+        one_step()
+        one_step()
+        steps.append((_name(bf16, channels_last), one_step))
+    best = {name: float("inf") for name, _ in steps}
+    spent, rounds = 0.0, 0
+    while rounds < 10 and (rounds < 2 or spent < budget):
+        for name, one_step in steps:
+            seconds = one_step()
+            best[name] = min(best[name], seconds)
+            spent += seconds
+        rounds += 1
+    return best
 
 
 def pick(seconds: dict[str, float], margin: float = MARGIN) -> str:
@@ -185,10 +196,10 @@ def choose(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: Loss, *,
 
     ``bf16`` / ``channels_last``: ``None`` to decide, ``True``/``False`` to fix (what
     ``mixed_precision=False`` or an explicit layout in ``train_classifier`` do). ``cache_path``:
-    ``True`` for :func:`default_cache_path`, ``None`` for no cache. ``measure`` times one variant
-    (default :func:`time_training_step`; tests pass a fake). The global random state is left as it was.
+    ``True`` for :func:`default_cache_path`, ``None`` for no cache. ``measure`` times the variants
+    (default :func:`time_training_steps`; tests pass a fake). The global random state is left as it was.
     """
-    measure = time_training_step if measure is None else measure
+    measure = time_training_steps if measure is None else measure
     device = X.device
     if not timed_per_model(device):  # a setting (or a GPU) decides: settings.py's rules
         bf16 = precision_report(device)[0] == torch.bfloat16 if bf16 is None else bf16
@@ -210,7 +221,7 @@ def choose(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: Loss, *,
     variants = [(b, c) for b in ([bf16] if bf16 is not None else [False, True])
                 for c in ([channels_last] if channels_last is not None else [False, True])]
     with torch.random.fork_rng(devices=[]):  # dropout in the timed steps must not move the lesson's draws
-        seconds = {_name(b, c): measure(model, X, y, loss_fn, b, c) for b, c in variants}
+        seconds = measure(model, X, y, loss_fn, variants)
     chosen = pick(seconds)
     how = "timed just now"
     if path is not None:

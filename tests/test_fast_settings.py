@@ -26,10 +26,10 @@ class FakeStopwatch:
         self.seconds = {k.replace("_cl", "+cl"): v for k, v in seconds.items()}
         self.timed: list[str] = []
 
-    def __call__(self, model, X, y, loss_fn, bf16, channels_last):
-        name = fs._name(bf16, channels_last)
-        self.timed.append(name)
-        return self.seconds[name]
+    def __call__(self, model, X, y, loss_fn, variants):
+        names = [fs._name(bf16, channels_last) for bf16, channels_last in variants]
+        self.timed += names
+        return {name: self.seconds[name] for name in names}
 
 
 @pytest.fixture(autouse=True)

@@ -463,8 +463,8 @@ def test_train_classifier_layout_is_timed_unless_set(monkeypatch, tmp_path, sett
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("COURSE_CHANNELS_LAST", setting)
     monkeypatch.delenv("COURSE_PRECISION", raising=False)
-    monkeypatch.setattr(fast_settings, "time_training_step",
-                        lambda model, X, y, loss, bf16, cl: 1.0 if fast_settings._name(bf16, cl) == faster else 2.0)
+    monkeypatch.setattr(fast_settings, "time_training_steps", lambda model, X, y, loss, variants: {
+        fast_settings._name(b, c): 1.0 if fast_settings._name(b, c) == faster else 2.0 for b, c in variants})
     X = torch.randn(16, 2, 4, 4)  # two input channels: with one, both layouts are the same
     y = (X.mean(dim=(1, 2, 3)) > 0).long()
     net = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.Flatten(), nn.Linear(32, 2))
