@@ -37,7 +37,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from course_utils.atomic_write import write_text  # noqa: E402
+from course_utils.atomic_write import WriteError, write_text  # noqa: E402
 
 
 def lenet() -> nn.Sequential:
@@ -124,8 +124,11 @@ def main() -> None:
 
         result["settings"] = describe(torch.device("cpu"))
         result["layout"] = args.layout
-    write_text(args.out, json.dumps(result, indent=2))
-    print(json.dumps(result))
+    print(json.dumps(result))  # first: a failed write below loses no measurement
+    try:
+        write_text(args.out, json.dumps(result, indent=2), elsewhere="pass --out a file on another disk")
+    except WriteError as err:  # expected on a full disk: one line, no traceback
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

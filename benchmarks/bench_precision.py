@@ -38,7 +38,7 @@ sys.path.insert(0, str(HERE))
 from bench_lenet import lenet  # noqa: E402
 from fashion_recipe import fast_cnn  # noqa: E402
 
-from course_utils.atomic_write import write_text  # noqa: E402
+from course_utils.atomic_write import WriteError, write_text  # noqa: E402
 from course_utils.cores import usable_cores  # noqa: E402
 from course_utils.fast_settings import choose  # noqa: E402
 from course_utils.settings import timed_per_model  # noqa: E402
@@ -135,8 +135,11 @@ def main() -> None:
             "fraction_of_fp32_matmul_rate": flops * rates[auto_key] / (result["matmul_gflops"]["fp32"] * 1e9),
             "fraction_of_nominal_fp32_peak": flops * rates[auto_key] / (peak[0] * 1e9) if peak else None,
         }
-    write_text(args.out, json.dumps(result, indent=2))
-    print(json.dumps(result))
+    print(json.dumps(result))  # first: a failed write below loses no measurement
+    try:
+        write_text(args.out, json.dumps(result, indent=2), elsewhere="pass --out a file on another disk")
+    except WriteError as err:  # expected on a full disk: one line, no traceback
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE))
 
 from fashion_recipe import train_fast  # noqa: E402  (it puts the repository on sys.path)
 
-from course_utils.atomic_write import write_text  # noqa: E402
+from course_utils.atomic_write import WriteError, write_text  # noqa: E402
 
 # name: (goal accuracy, goal seconds, train_fast keyword arguments)
 BUDGETS: dict[str, tuple[float, float, dict]] = {
@@ -58,8 +58,11 @@ def main() -> None:
             "runs_meeting_goal": sum(a >= goal_acc and s <= goal_seconds for a, s in zip(accs, secs, strict=True)),
         }
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    write_text(args.out, json.dumps(result, indent=2))
-    print(json.dumps(result))
+    print(json.dumps(result))  # first: a failed write below loses no measurement
+    try:
+        write_text(args.out, json.dumps(result, indent=2), elsewhere="pass --out a file on another disk")
+    except WriteError as err:  # expected on a full disk: one line, no traceback
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

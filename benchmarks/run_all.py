@@ -12,6 +12,10 @@ part of CI). The default is none. ``make bench-full`` is ``--skip-speed --skip-s
 --name full_suite --keep build/full``: it writes ``benchmarks/results/full_suite.{json,md}``, leaves
 ``latest``, and keeps the executed notebooks and ``report.md`` in ``build/full/`` (``make site
 SITE_SRC=build/full`` turns them into the website of the full lessons).
+
+A results file that cannot be written (a full disk, a read-only folder, a file-size limit) ends
+the run with one line naming it and the cause (exit status 1) after the table is printed, so no
+measurement is lost; the previous ``NAME.json`` and ``NAME.md`` stay as they were, as a pair.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ REPO = HERE.parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(REPO))
 
-from course_utils.atomic_write import write_text  # noqa: E402
+from course_utils.atomic_write import WriteError, write_bytes, write_text  # noqa: E402
 from course_utils.cores import usable_cores  # noqa: E402
 from course_utils.settings import seed_offset  # noqa: E402
 
@@ -201,6 +205,29 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def write_results(name: str, results: dict, table: str, folder: Path = RESULTS) -> None:
+    """Write ``NAME.json`` and ``NAME.md``, each whole or not at all, and as a pair: when the table
+    cannot be written, the previous ``NAME.json`` is put back (or the new one removed)."""
+    json_path, md_path = folder / f"{name}.json", folder / f"{name}.md"
+    elsewhere = "run the benchmarks from a clone of the course on another disk"
+    previous = json_path.read_bytes() if json_path.is_file() else None
+    write_text(json_path, json.dumps(results, indent=2), elsewhere=elsewhere)
+    try:
+        write_text(md_path, table, elsewhere=elsewhere)
+    except WriteError as err:
+        try:
+            if previous is None:
+                json_path.unlink()
+            else:
+                write_bytes(json_path, previous)
+        except (OSError, WriteError):
+            mismatch = type(err)(f"{err} {json_path.name} holds this run's results and could not be put "
+                                 f"back: it no longer matches {md_path.name}.")
+            mismatch.path = err.path
+            raise mismatch from err.__cause__
+        raise
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=2, help="epochs for the LeNet comparison")
@@ -234,10 +261,12 @@ def main() -> None:
     if args.chapters != "none":
         print(f"5/5 chapters in full mode ({args.chapters}) ...", flush=True)
         results["chapters"] = bench_chapters(args.chapters, args.keep)
-    table = markdown(results)  # each file whole or not at all: a failed write raises WriteError
-    write_text(RESULTS / f"{args.name}.json", json.dumps(results, indent=2))
-    write_text(RESULTS / f"{args.name}.md", table)
-    print(table)
+    table = markdown(results)
+    print(table)  # first: a failed write below loses no measurement
+    try:
+        write_results(args.name, results, table, RESULTS)
+    except WriteError as err:  # expected on a full disk: one line, no traceback
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,10 @@ float32-to-bfloat16 ratios of 1.05–1.10 for LeNet and 1.51–1.57 for the cour
 outlier apart; a margin inside that spread would flip between runs). The timing costs
 about a second or two, once: the decision is cached per CPU model, torch version, thread count,
 model and batch shape in ``~/.cache/course_utils/fast_settings.json``. A damaged or foreign
-cache entry is timed again, and a cache that cannot be written is no error. Setting either
+cache entry is timed again. A cache that cannot be written (a full disk, a read-only folder, a
+file-size limit) is no error: training goes on with the measured choice, which this process
+remembers instead, one warning names the file and the cause, and the old cache is left as it
+was (``atomic_write.py``). Setting either
 variable skips the timing: ``settings.precision_report`` and ``channels_last_report`` decide,
 as they do on CUDA and Apple MPS, where nothing is timed (no GPU was at hand to time on).
 
@@ -59,6 +62,9 @@ __all__ = ["FastSettings", "choose", "time_training_steps", "pick", "default_cac
 
 MARGIN = 1.05  # bfloat16 must be this many times as fast as float32 to be chosen
 CACHE_VERSION = 1
+_NOT_CACHED: dict[Path, dict[str, dict]] = {}
+"""Per cache file that could not be written (and was warned about once): the choices measured
+in this process, used instead of timing again and written along with the next write that works."""
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Measure = Callable[[nn.Module, torch.Tensor, torch.Tensor, Loss, list[tuple[bool, bool]]], dict[str, float]]
 
@@ -218,6 +224,11 @@ def choose(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: Loss, *,
         chosen = entry["pick"]
         how = f"timed earlier on this machine (cache {path})"
         return FastSettings(chosen.startswith("bf16"), chosen.endswith("+cl"), how, dict(entry["seconds"]))
+    if path is not None and key in _NOT_CACHED.get(path, {}):
+        entry = _NOT_CACHED[path][key]
+        how = f"timed earlier in this process ({path} could not be written)"
+        return FastSettings(entry["pick"].startswith("bf16"), entry["pick"].endswith("+cl"), how,
+                            dict(entry["seconds"]))
     variants = [(b, c) for b in ([bf16] if bf16 is not None else [False, True])
                 for c in ([channels_last] if channels_last is not None else [False, True])]
     with torch.random.fork_rng(devices=[]):  # dropout in the timed steps must not move the lesson's draws
@@ -226,11 +237,17 @@ def choose(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: Loss, *,
     how = "timed just now"
     if path is not None:
         entries = _read_cache(path)  # another process may have added entries meanwhile
+        entries.update(_NOT_CACHED.get(path, {}))
         entries[key] = {"pick": chosen, "seconds": seconds}
         try:
-            write_text(path, json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1) + "\n")
+            write_text(path, json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1) + "\n",
+                       elsewhere="set XDG_CACHE_HOME to a folder on another disk")
             how += f" (cached in {path})"
-        except (WriteError, OSError) as error:
-            warnings.warn(f"the choice of training precision could not be cached ({error}); "
-                          "it will be timed again next time", RuntimeWarning, stacklevel=2)
+            _NOT_CACHED.pop(path, None)
+        except (WriteError, OSError) as error:  # not fatal: remembered in this process, said once
+            if path not in _NOT_CACHED:
+                warnings.warn(f"the choice of training precision could not be cached ({error}); it is kept "
+                              "for this process and timed again in the next one", RuntimeWarning, stacklevel=2)
+            _NOT_CACHED.setdefault(path, {})[key] = entries[key]
+            how += f" (not cached: {path} could not be written)"
     return FastSettings(chosen.startswith("bf16"), chosen.endswith("+cl"), how, seconds)

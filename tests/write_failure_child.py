@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tools")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tools"), str(REPO / "benchmarks")]
 
 import torch  # noqa: E402
 
@@ -41,10 +41,12 @@ BIG = 4 * LIMIT
 
 class Writer:
     """``old()`` writes the small file, ``big()`` the write that must fail, ``again()`` a write
-    after the repair (returns True when its result reads back correctly)."""
+    after the repair (returns True when its result reads back correctly). ``also``: other files
+    the failed write must leave intact (the error may name one of them: it failed first)."""
 
     name = ""
     target = Path()
+    also: list[Path] = []
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder / self.name
@@ -164,7 +166,125 @@ class Cifar10Cache(Writer):
         return torch.equal(torch.load(self.target, weights_only=True)["X_train"], self.expected["X_train"])
 
 
-WRITERS = [Checkpoint, Download, Report, RunReport, Cifar10Cache]
+def _tiny_chapter(body: str) -> str:
+    return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": ["### Exercise 5.1 · implement · Double"]},
+        {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+         "source": [body + "def double(x):\n    # BEGIN SOLUTION\n    return 2 * x\n    # END SOLUTION\n"]}]})
+
+
+class Learner(Writer):
+    """``make exercises``: a learner copy (and its manifest, updated before and after it)."""
+
+    name = "learner"
+
+    def old(self):
+        import exercises
+        self.tool = exercises
+        self.src = {}  # the chapter as it is now, then grown, then revised (written while writes work)
+        for version, body in [("old", ""), ("big", "# " + "x" * BIG + "\n"), ("new", "# new\n")]:
+            self.src[version] = self.folder / f"notebooks_{version}"
+            self.src[version].mkdir()
+            (self.src[version] / "05_tiny.ipynb").write_text(_tiny_chapter(body))
+        out = self.folder / "workbook"
+        self.target, self.also = out / "05_tiny.ipynb", [out / exercises.MANIFEST]
+        self.tool.write_learner_copies(out, self.src["old"])
+
+    def big(self):  # the chapter grew: its copy is rewritten
+        self.tool.write_learner_copies(self.target.parent, self.src["big"])
+
+    def again(self):  # the copy is still known as the command's own, not taken for the learner's
+        return (self.tool.write_learner_copies(self.target.parent, self.src["new"]) == (["05_tiny.ipynb"], [])
+                and "# new" in self.target.read_text())
+
+
+class FastSettingsCache(Writer):
+    """Not fatal: the measured choice is used (and remembered in this process), one warning."""
+
+    name = "fast_settings"
+    warnings: list[str] = []
+    from_memory = False
+
+    def _choose(self, n: int):
+        from torch import nn
+
+        from course_utils import fast_settings as fs
+
+        def measure(model, X, y, loss_fn, variants):
+            self.timed += 1
+            return {fs._name(b, c): 1.0 / (1 + 2 * b + c) for b, c in variants}  # bf16+cl fastest
+
+        net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+        return fs.choose(net, torch.zeros(n, 1, 4, 4), torch.zeros(n, dtype=torch.long),
+                         nn.functional.cross_entropy, cache_path=self.target, measure=measure)
+
+    def old(self):
+        os.environ.pop("COURSE_PRECISION", None)
+        os.environ.pop("COURSE_CHANNELS_LAST", None)
+        self.timed = 0
+        self.target = self.folder / "cache" / "fast_settings.json"
+        filler = {f"another machine {i}": {"pick": "fp32", "seconds": {"fp32": 1.0}} for i in range(BIG // 60)}
+        self.target.parent.mkdir()  # a cache of other machines' entries, more than LIMIT bytes with them
+        self.target.write_text(json.dumps({"version": 1, "entries": filler}))
+        self._choose(1)
+
+    def big(self):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            timed = self.timed
+            first, second = self._choose(2), self._choose(2)  # the second: remembered, no warning
+        self.warnings = [str(w.message) for w in caught if "could not be cached" in str(w.message)]
+        self.from_memory = first.name == second.name == "bf16+cl" and self.timed == timed + 1
+
+    def again(self):
+        self._choose(3)
+        entries = json.loads(self.target.read_text())["entries"]
+        return len(entries) == BIG // 60 + 3
+
+
+class BenchResults(Writer):
+    """``make bench``: ``benchmarks/results/NAME.json`` and ``.md``, as a pair."""
+
+    name = "bench_results"
+
+    def old(self):
+        import run_all
+        self.write = lambda text: run_all.write_results("latest", {"text": text}, f"| {text} |\n", self.folder)
+        self.target, self.also = self.folder / "latest.json", [self.folder / "latest.md"]
+        self.write("old")
+
+    def big(self):
+        self.write("x" * BIG)
+
+    def again(self):
+        self.write("new")
+        return json.loads(self.target.read_text()) == {"text": "new"} and "new" in self.also[0].read_text()
+
+
+class MutantReport(Writer):
+    """``make mutants``' report (``build/mutants.md``, ``.json``)."""
+
+    name = "mutant_report"
+
+    def _write(self, bug: str):
+        import mutants
+        self.tool = mutants
+        outcome = mutants.Outcome("01_toy", "plus", bug, "KILLED", "Cell 1", "AssertionError", 1.0, 1.0)
+        return mutants.write_reports([outcome], self.folder, 1.0)
+
+    def old(self):
+        self.target, self.also = self.folder / "mutants.md", [self.folder / "mutants.json"]
+        self._write("old")
+
+    def big(self):
+        self._write("x" * BIG)
+
+    def again(self):
+        return "| new |" in self._write("new") and "| new |" in self.target.read_text()
+
+
+WRITERS = [Checkpoint, Download, Report, RunReport, Cifar10Cache, Learner, FastSettingsCache, BenchResults,
+           MutantReport]
 
 
 def main() -> None:
@@ -177,7 +297,7 @@ def main() -> None:
     writers = [cls(folder) for cls in WRITERS]
     for w in writers:
         w.old()
-    before = {w.name: w.target.read_bytes() for w in writers}
+    before = {str(p): p.read_bytes() for w in writers for p in [w.target, *w.also]}
     filler = folder / "filler"
     if method == "rlimit":
         soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -197,12 +317,13 @@ def main() -> None:
         except Exception as err:  # noqa: BLE001 - recorded for the test to judge
             cause = err.__cause__
             entry.update(error=type(err).__name__, bases=[c.__name__ for c in type(err).__mro__],
-                         message=str(err), errno=getattr(cause, "errno", None),
+                         message=str(err), errno=getattr(cause, "errno", None), named=str(getattr(err, "path", "")),
                          traceback=traceback.format_exc()[-2000:])
-        if isinstance(w, Cifar10Cache):
+        if isinstance(w, (Cifar10Cache, FastSettingsCache)):
             entry.update(warnings=w.warnings, from_memory=w.from_memory)
-        entry["old_intact"] = w.target.read_bytes() == before[w.name]
+        entry["old_intact"] = all(p.read_bytes() == before[str(p)] for p in [w.target, *w.also])
         entry["target"] = str(w.target)
+        entry["also"] = [str(p) for p in w.also]
         entry["left"] = sorted(str(p.relative_to(w.folder)) for p in w.folder.rglob("*"))
         report[w.name] = entry
     if method == "rlimit":

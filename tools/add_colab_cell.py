@@ -45,6 +45,7 @@ import nbformat
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+from course_utils.atomic_write import WriteError, write_text  # noqa: E402  (standard library only)
 
 # The setting that gives the course repository's public address (see course_repo_url), and the
 # branch the notebooks and data are read from.
@@ -416,7 +417,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         stale.append(path)
         if not args.check:
-            nbformat.write(nb, path)
+            try:  # whole or not at all: a full disk must not truncate a notebook
+                write_text(path, nbformat.writes(nb) + "\n")
+            except WriteError as err:
+                print(f"add_colab_cell: {err}", file=sys.stderr)
+                return 2
             print(f"{path.name}: Colab cell written ({len(files)} data file(s))")
     if args.check and stale:
         print("missing or stale Colab cell (run python tools/add_colab_cell.py): "

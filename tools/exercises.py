@@ -21,6 +21,13 @@ check raise ``CheckFailed``: another error (a NameError from a broken replacemen
 ``raise NotImplementedError("exercise 12.3")`` and every folded answer removed, outputs cleared.
 It never overwrites a copy that was changed since it was written (the learner's work): those are
 skipped and named. ``DIR/.generated.json`` records what each written copy looked like.
+
+A write that fails (a full disk, a read-only folder, a file-size limit) ends the command with one
+line naming the file, the cause and what to do, and exit status 2: every file is written whole
+or not at all (``course_utils/atomic_write.py``), and the manifest is updated *before* the copies
+(each copy about to be written may then hold its old or its new text) and again after them, so a
+copy written whose final manifest update failed is still known as this command's, never taken
+for the learner's work.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ else:  # pragma: no cover
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from course_utils.atomic_write import write_text  # noqa: E402  (standard library only: no torch)
+from course_utils.atomic_write import WriteError, write_text  # noqa: E402  (standard library only: no torch)
 
 HEADING = re.compile(r"^### Exercise (\d+\.\d+) · (implement|predict|project|question) · (.+?)\s*$")
 ANY_HEADING = re.compile(r"^#{1,6} ")
@@ -59,6 +66,13 @@ MANIFEST = ".generated.json"
 
 class ExerciseError(ValueError):
     """A malformed exercise, solution marker or wrong-answer entry; the message names where."""
+
+
+class ExerciseWriteError(WriteError):
+    """A learner copy, their manifest or the ``verify --report`` file could not be written."""
+
+
+LEARNER_ELSEWHERE = "pass --out a folder on another disk (`make exercises` writes workbook/)"
 
 
 @dataclass
@@ -183,36 +197,79 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _known_hashes(entry: object) -> set[str]:
+    """The SHA-256 digests a manifest entry accepts: one, or several while a write is under way."""
+    if isinstance(entry, str):
+        return {entry}
+    if isinstance(entry, list):
+        return {h for h in entry if isinstance(h, str)}
+    return set()
+
+
+def _manifest_text(manifest: dict[str, str | list[str]]) -> str:
+    return json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+
+
 def write_learner_copies(out_dir: Path, notebook_dir: Path = REPO / "notebooks") -> tuple[list[str], list[str]]:
     """Write the learner copies into ``out_dir``; return (written, skipped) file names.
 
     A copy is (re)written only if it does not exist or is byte for byte what this command wrote
-    last time (its SHA-256 in ``out_dir/.generated.json``); a copy changed since then (or one this
-    command did not write) is the learner's and is skipped.
+    (its SHA-256 in ``out_dir/.generated.json``); a copy changed since then (or one this command
+    did not write) is the learner's and is skipped. Before writing, the manifest accepts both the
+    old and the new text of each copy to be written, so that a write failing half-way (an
+    :class:`ExerciseWriteError`, raised after the manifest is set back to what was written, where
+    that works) leaves copies and manifest consistent.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / MANIFEST
     try:
-        manifest: dict[str, str] = json.loads(manifest_path.read_text(encoding="utf-8"))
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a folder that cannot be made (read-only, no permission)
+        raise ExerciseWriteError.from_os_error(out_dir, err, elsewhere=LEARNER_ELSEWHERE) from err
+    try:
+        on_disk = [manifest_path.read_bytes()]
     except FileNotFoundError:
-        manifest = {}
+        on_disk = [b""]
+    try:
+        loaded = json.loads(on_disk[0].decode("utf-8")) if on_disk[0] else {}
     except (json.JSONDecodeError, UnicodeDecodeError):
-        manifest = {}  # unreadable: treat every existing copy as the learner's
-    written, skipped = [], []
+        loaded = {}  # unreadable: treat every existing copy as the learner's
+    manifest: dict[str, str | list[str]] = loaded if isinstance(loaded, dict) else {}
+    plan: list[tuple[Path, str, str]] = []  # (copy, its text, the text's SHA-256)
+    skipped: list[str] = []
     for path in sorted(notebook_dir.glob("*.ipynb")):
         text = notebook_text(learner_copy(read_notebook(path), path.stem))
-        target = out_dir / path.name
+        target, digest = out_dir / path.name, sha256(text)
         if target.exists():
             current = sha256(target.read_text(encoding="utf-8", errors="replace"))
-            if manifest.get(path.name) != current:
+            if current not in _known_hashes(manifest.get(path.name)):
                 skipped.append(path.name)
                 continue
-            if current == sha256(text):
+            if current == digest:
+                manifest[path.name] = digest  # up to date (settles an entry left with two digests)
                 continue
-        write_text(target, text)
-        manifest[path.name] = sha256(text)
-        written.append(path.name)
-    write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        plan.append((target, text, digest))
+
+    def save(entries: dict[str, str | list[str]]) -> None:
+        text = _manifest_text(entries)
+        if text.encode("utf-8") != on_disk[0]:  # unchanged: not written (a read-only workbook is fine)
+            write_text(manifest_path, text, error=ExerciseWriteError, elsewhere=LEARNER_ELSEWHERE)
+            on_disk[0] = text.encode("utf-8")
+
+    if plan:  # first: each copy about to be written may hold its old or its new text
+        save({**manifest, **{t.name: sorted(_known_hashes(manifest.get(t.name)) | {d}) for t, _, d in plan}})
+    written: list[str] = []
+    try:
+        for target, text, digest in plan:
+            write_text(target, text, error=ExerciseWriteError, elsewhere=LEARNER_ELSEWHERE)
+            manifest[target.name] = digest
+            written.append(target.name)
+    except ExerciseWriteError:
+        try:  # record what was written (the previous manifest again if nothing was)
+            save(manifest)
+        except ExerciseWriteError:  # the manifest written before the copies stays: consistent too
+            pass
+        raise
+    save(manifest)
     return written, skipped
 
 
@@ -406,9 +463,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(results) - len(wrong)} solutions, {len(wrong)} wrong answers; {len(bad)} not as expected "
               f"({time.perf_counter() - start:.0f} s)")
         if args.report:
-            write_text(args.report, json.dumps(results, indent=1) + "\n")
+            write_text(args.report, json.dumps(results, indent=1) + "\n", error=ExerciseWriteError,
+                       elsewhere="pass --report a file on another disk")
         return 1 if bad else 0
-    except ExerciseError as err:
+    except (ExerciseError, WriteError) as err:  # a failed write is expected, not a bug: no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 

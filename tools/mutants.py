@@ -11,6 +11,13 @@ exceeds ``--timeout``), SURVIVED if the notebook passes. Results: ``build/mutant
 invalid. Every catalogue is validated before anything runs (a ``find`` that is missing or not
 unique, a duplicate id, an unknown key, ``find == replace``, a catalogue without its notebook).
 
+A write that fails (a full disk, a read-only ``build/``, a file-size limit) stops the run with
+one line naming the file and the cause, exit status 2, and no report: the scratch files (each
+mutant's notebook copy, the warm-start kernel spec) and the reports are written whole or not at
+all (``course_utils/atomic_write.py``); ``pytest.log`` is a stream, read by no later run (each
+run starts from an empty folder). A mutant whose run failed because a write failed (its failing
+cell or its log says so) was not killed by the notebook: it counts as ``FAILED (a write failed)``.
+
     python tools/mutants.py [NOTEBOOK ...] [--jobs N] [--timeout 240] [-k TEXT] [--baseline]
     python tools/mutants.py --baseline -k ::baseline  # only the unmutated notebooks (a control)
     python tools/mutants.py --check          # only validate the catalogues (fast)
@@ -40,7 +47,7 @@ else:  # pragma: no cover
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from course_utils.atomic_write import write_text  # noqa: E402  (standard library only: no torch)
+from course_utils.atomic_write import WriteError, write_text  # noqa: E402  (standard library only: no torch)
 from tools import warm_start  # noqa: E402
 from tools.cpu_count import usable_cores  # noqa: E402  (course_utils.cores: affinity capped by the cgroup quota)
 
@@ -58,6 +65,17 @@ class CatalogueError(ValueError):
     """A catalogue entry that cannot be applied: the message names file, mutant and problem."""
 
 
+class MutantWriteError(WriteError):
+    """A file of ``make mutants`` (a notebook copy, the kernel spec, a log, a report) could not be written."""
+
+
+ELSEWHERE = "free space under build/ (`make clean` removes it)"
+# what a write failing inside a run prints (the OS's words, or a course writer's WriteError)
+WRITE_FAILED = re.compile(r"No space left on device|Read-only file system|File too large|Disk quota exceeded|"
+                          r"cannot write .*: (no space left|the file system is read-only|file too large|"
+                          r"the disk quota)")
+
+
 @dataclass
 class Mutant:
     notebook: str  # stem, e.g. "05_mlp"
@@ -72,7 +90,7 @@ class Outcome:
     notebook: str
     id: str
     bug: str
-    status: str  # KILLED, KILLED (timeout), SURVIVED; for a baseline PASSED or FAILED
+    status: str  # KILLED, KILLED (timeout), SURVIVED; for a baseline PASSED or FAILED; FAILED (a write failed)
     cell: str  # the catching cell as nbval numbers it (code cells only): "Cell 12: first line"
     message: str  # first line of the failure
     seconds: float
@@ -223,12 +241,11 @@ class WarmServer:
         self.folder = Path(tempfile.mkdtemp(prefix="course-warm-"))  # short: AF_UNIX paths are <= 107 bytes
         self.socket = str(self.folder / "socket")
         spec = out / "mutants" / "_jupyter" / "kernels" / warm_start.KERNEL_NAME
-        spec.mkdir(parents=True, exist_ok=True)
-        (spec / "kernel.json").write_text(json.dumps({
+        write_text(spec / "kernel.json", json.dumps({  # whole or not at all: jupyter reads it
             "argv": [sys.executable, "-S", str(Path(warm_start.__file__).resolve()), "kernel",
                      "-f", "{connection_file}"],
             "display_name": "Python 3 (warm start for make mutants)", "language": "python",
-            "interrupt_mode": "signal"}), encoding="utf-8")
+            "interrupt_mode": "signal"}), error=MutantWriteError, elsewhere=ELSEWHERE)
         self.env = dict(env, JUPYTER_PATH=os.pathsep.join([str(spec.parent.parent), env.get("JUPYTER_PATH", "")]),
                         **{warm_start.SOCKET_ENV: self.socket})
         self.proc = subprocess.Popen([sys.executable, warm_start.__file__, "serve", self.socket], cwd=root, env=env,
@@ -249,7 +266,11 @@ def run_pytest(cmd: list[str], root: Path, env: dict[str, str], log: Path, timeo
                warm: WarmServer | None, tag: str) -> tuple[int | None, float]:
     """Run pytest; return its exit code (None after ``timeout`` s) and the CPU seconds of pytest and
     its kernel (on a busy machine a fairer cost than wall seconds)."""
-    with open(log, "w") as out:
+    try:
+        out = open(log, "w")  # noqa: SIM115  (a stream for pytest's output; no later run reads it)
+    except OSError as err:
+        raise MutantWriteError.from_os_error(log, err, elsewhere=ELSEWHERE) from err
+    with out:
         if warm is None:
             proc = subprocess.Popen([sys.executable, "-c", PYTEST, *cmd], cwd=root, env=env, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -276,12 +297,11 @@ def run_one(root: Path, out: Path, mutant: Mutant | None, stem: str, timeout: fl
     """Run one mutant (or, with mutant None, the unmutated notebook as a baseline)."""
     work = out / "mutants" / f"{stem}__{mutant.id if mutant else 'baseline'}"
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     nb = json.loads((root / "notebooks" / f"{stem}.ipynb").read_text(encoding="utf-8"))
     if mutant:
         nb = mutate(nb, mutant)
-    copy = work / f"{stem}.ipynb"
-    copy.write_text(json.dumps(nb, indent=1), encoding="utf-8")
+    copy = work / f"{stem}.ipynb"  # whole or not at all: a cut-short copy would "kill" the mutant
+    write_text(copy, json.dumps(nb, indent=1), error=MutantWriteError, elsewhere=ELSEWHERE)
     kernel = ["--nbval-current-env"] if warm is None else ["--nbval-kernel-name", warm_start.KERNEL_NAME]
     cmd = [str(copy), "--nbval-lax", *kernel, "-x", "-q", "-p", "no:xdist", "-p", "no:cov",
            "-p", "no:hypothesispytest", "-p", "no:cacheprovider", f"--junitxml={work / 'junit.xml'}"]
@@ -297,8 +317,21 @@ def run_one(root: Path, out: Path, mutant: Mutant | None, stem: str, timeout: fl
         status = "PASSED" if code == 0 else "FAILED"
     if code not in (0, None) and not cell:
         cell, message = f"(pytest exit {code}, no failing cell)", f"see {work / 'pytest.log'}"
+    if code not in (0, None) and _a_write_failed(message, work / "pytest.log"):
+        status = "FAILED (a write failed)"  # the disk, not the notebook, stopped the run
     return Outcome(stem, mutant.id if mutant else "baseline", mutant.bug if mutant else "unmutated notebook",
                    status, cell, message, round(seconds, 1), round(cpu, 1))
+
+
+def _a_write_failed(message: str, log: Path) -> bool:
+    """Whether the failure message or the end of the log says that a write failed."""
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 20_000))
+            tail = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        tail = ""
+    return bool(WRITE_FAILED.search(message) or WRITE_FAILED.search(tail))
 
 
 def write_reports(outcomes: list[Outcome], out: Path, wall: float) -> str:
@@ -318,12 +351,17 @@ def write_reports(outcomes: list[Outcome], out: Path, wall: float) -> str:
     lines.append(f"| **total** | {len(mutants)} | {killed} | {sum(o.seconds for o in mutants):.1f} | "
                  f"{sum(o.cpu_seconds for o in mutants):.1f} |")
     lines += ["", f"Wall time {wall:.1f} s."]
-    baseline_failed = [o.notebook for o in outcomes if o.status.startswith("FAILED")]
+    baseline_failed = [o.notebook for o in outcomes if o.id == "baseline" and o.status.startswith("FAILED")]
     if baseline_failed:
         lines.append(f"Baseline FAILED (the unmutated notebook fails): {', '.join(baseline_failed)}.")
+    write_failed = [f"{o.notebook}::{o.id}" for o in mutants if o.status.startswith("FAILED")]
+    if write_failed:
+        lines.append(f"A failed write stopped (free space and run again): {', '.join(write_failed)}.")
     markdown = "\n".join(lines) + "\n"
-    write_text(out / "mutants.md", markdown)  # whole or not at all; a failed write raises WriteError
-    write_text(out / "mutants.json", json.dumps([asdict(o) for o in outcomes], indent=1))
+    # each whole or not at all; a failed write raises MutantWriteError
+    write_text(out / "mutants.md", markdown, error=MutantWriteError, elsewhere=ELSEWHERE)
+    write_text(out / "mutants.json", json.dumps([asdict(o) for o in outcomes], indent=1), error=MutantWriteError,
+               elsewhere=ELSEWHERE)
     return markdown
 
 
@@ -361,7 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(jobs)} runs, {args.jobs} at a time, "
           f"{os.environ.get('OMP_NUM_THREADS', threads)} thread(s) each", flush=True)
     out, tic, outcomes = root / "build", time.perf_counter(), []
-    warm = None if args.cold or not jobs else WarmServer(root, out, run_env(root, threads))
+    try:
+        warm = None if args.cold or not jobs else WarmServer(root, out, run_env(root, threads))
+    except WriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     pool = ThreadPoolExecutor(args.jobs)
     try:
         futures = [pool.submit(run_one, root, out, m, stem, args.timeout, threads, warm) for m, stem in jobs]
@@ -370,12 +412,15 @@ def main(argv: list[str] | None = None) -> int:
             outcomes.append(o)
             print(f"[{n}/{len(jobs)}] {o.notebook}::{o.id} {o.status} in {o.seconds:.1f} s "
                   f"({o.cpu_seconds:.1f} CPU s) {o.cell}", flush=True)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, WriteError) as stop:
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in list(RUNNING):
             kill_tree(proc)
         if warm:
             warm.close()
+        if isinstance(stop, WriteError):  # expected on a full disk: one line, no traceback
+            print(f"error: {stop}\nrunning notebooks stopped, no report written", file=sys.stderr)
+            return 2
         print("interrupted: running notebooks stopped, no report written", file=sys.stderr)
         return 130
     pool.shutdown()
@@ -383,7 +428,11 @@ def main(argv: list[str] | None = None) -> int:
         warm.close()
     order = {(m.notebook if m else s, m.id if m else "baseline"): i for i, (m, s) in enumerate(jobs)}
     outcomes.sort(key=lambda o: order[(o.notebook, o.id)])
-    print("\n" + write_reports(outcomes, out, time.perf_counter() - tic))
+    try:
+        print("\n" + write_reports(outcomes, out, time.perf_counter() - tic))
+    except WriteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     bad = [o for o in outcomes if o.status == "SURVIVED" or o.status.startswith("FAILED")]
     for o in bad:
         print(f"{o.status}: {o.notebook}::{o.id} ({o.bug})", file=sys.stderr)
