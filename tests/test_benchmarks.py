@@ -70,7 +70,8 @@ def test_chapter_12_teaches_the_network_the_benchmark_times():
     source = next("".join(c["source"]) for c in cells["cells"] if "def conv_bn" in "".join(c["source"]))
     namespace = {"nn": torch.nn, "seed_everything": lambda seed: None}
     exec(source.split("fast_epochs = ")[0], namespace)  # the block and the network, not the training
-    assert str(namespace["fast_net"]) == str(fashion_recipe.fast_cnn())
+    assert str(namespace["small_cnn"]()) == str(fashion_recipe.fast_cnn())
+    assert "BatchNorm2d" not in str(namespace["small_cnn"](norm=False))  # the control's network
 
 
 def _fake_runner(writes_report: bool):
